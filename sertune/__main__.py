@@ -1,0 +1,3 @@
+from sertune.cli import main
+
+main()

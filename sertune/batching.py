@@ -1,0 +1,60 @@
+"""Normalised, length-bucketed batches from pre-padded tensors (no per-batch Python padding)."""
+
+from __future__ import annotations
+
+import torch
+
+from sertune.store import FeatureSet
+
+
+def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str) -> torch.Tensor:
+    """Normalised copy of the padded features; padding stays zero.
+
+    ``global`` uses mean/std per coefficient over the training utterances' frames only, so no
+    statistic ever comes from validation or test speakers. ``utterance`` is per-utterance CMVN.
+    """
+    x, lengths = fs.features, fs.lengths
+    mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)  # (N, T, 1)
+    if mode == "utterance":
+        n = lengths.clamp(min=1)[:, None, None].float()
+        mean = (x * mask).sum(1, keepdim=True) / n
+        std = (((x - mean) * mask) ** 2).sum(1, keepdim=True).div(n).sqrt()
+    else:
+        frames = x[train_idx][mask[train_idx].expand(-1, -1, x.shape[2])].reshape(-1, x.shape[2]).double()
+        mean, std = frames.mean(0).float(), frames.std(0).float()
+    return ((x - mean) / std.clamp(min=1e-5)) * mask
+
+
+class BucketBatches:
+    """Batches of similar length, in random order, from an index set.
+
+    Indices are shuffled, cut into pools of ``pool`` batches, each pool is sorted by length and
+    cut into batches, and the batches are shuffled: little padding, yet every epoch differs.
+    """
+
+    def __init__(self, idx: torch.Tensor, lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 pool: int = 16):
+        self.idx, self.lengths, self.batch_size, self.gen, self.pool = idx, lengths, batch_size, generator, pool
+
+    def __iter__(self):
+        perm = self.idx[torch.randperm(len(self.idx), generator=self.gen)]
+        batches = []
+        for pool in perm.split(self.batch_size * self.pool):
+            pool = pool[torch.argsort(self.lengths[pool], stable=True)]
+            batches += list(pool.split(self.batch_size))
+        order = torch.randperm(len(batches), generator=self.gen)
+        return iter([batches[i] for i in order])
+
+    def __len__(self) -> int:
+        return -(-len(self.idx) // self.batch_size)
+
+
+def sorted_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
+    """Deterministic batches for evaluation."""
+    return list(idx[torch.argsort(lengths[idx], stable=True)].split(batch_size))
+
+
+def gather(features: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor):
+    """A batch trimmed to its own longest utterance."""
+    t = int(lengths[batch].max())
+    return features[batch, :t], lengths[batch], labels[batch]

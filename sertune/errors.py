@@ -1,0 +1,45 @@
+"""Errors a user can act on: each prints as one line and exits with its own code."""
+
+import click
+
+
+class SertuneError(click.ClickException):
+    """Base class: click prints ``Error: <message>`` and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class CorpusError(SertuneError):
+    """Missing, corrupt or misnamed audio; an empty or non-RAVDESS folder."""
+
+    exit_code = 3
+
+
+class StoreError(SertuneError):
+    """A feature store that is missing, incomplete, corrupt or of another schema."""
+
+    exit_code = 4
+
+
+class ResultsError(SertuneError):
+    """A results file that is missing, malformed or of the wrong schema."""
+
+    exit_code = 5
+
+
+class BaselineMissingError(ResultsError):
+    """A report asked for without any N_att = 1 rows to compare against."""
+
+    exit_code = 6
+
+
+class TrialError(SertuneError):
+    """Trials that failed for good (after Ray's retries), e.g. a dead worker every time."""
+
+    exit_code = 7
+
+
+class ConfigError(SertuneError):
+    """A configuration or search-space file that cannot be used."""
+
+    exit_code = 2

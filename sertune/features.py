@@ -1,0 +1,79 @@
+"""Audio -> raw MFCC frames. Normalization is not done here: it needs the training speakers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from sertune.errors import CorpusError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000  # every file is resampled to this before analysis
+    n_mfcc: int = 34
+    n_fft: int = 512
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float = 8000.0
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> "FeatureConfig":
+        if self.win_length > self.n_fft:
+            raise CorpusError(f"window {self.win_ms} ms ({self.win_length} samples) is longer than n_fft {self.n_fft}")
+        if self.fmax > self.sample_rate / 2:
+            raise CorpusError(f"fmax {self.fmax} Hz is above the Nyquist frequency of {self.sample_rate} Hz")
+        if not 1 <= self.n_mfcc <= self.n_mels:
+            raise CorpusError(f"n_mfcc {self.n_mfcc} must be between 1 and n_mels {self.n_mels}")
+        return self
+
+
+def load_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Mono float32 at ``sample_rate``, plus the file's own rate; one-line errors for bad files."""
+    try:
+        y, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile reports corrupt/unsupported data as several types
+        raise CorpusError(f"{path}: cannot decode audio ({str(e).splitlines()[0]})") from None
+    if y.shape[0] == 0:
+        raise CorpusError(f"{path}: empty audio (0 samples)")
+    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+    if not np.isfinite(y).all():
+        raise CorpusError(f"{path}: audio contains NaN or infinite samples")
+    if sr != sample_rate:
+        y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(y, dtype=np.float32), sr
+
+
+class MfccExtractor:
+    """One per worker: the mel filterbank is built once, not per file."""
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config.validate()
+        c = self.config
+        self.mel_basis = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+
+    def __call__(self, path: str) -> tuple[np.ndarray, int]:
+        """(frames, n_mfcc) float32 MFCC and the file's original sample rate."""
+        c = self.config
+        y, sr = load_audio(path, c.sample_rate)
+        if len(y) < c.win_length:
+            raise CorpusError(f"{path}: too short ({len(y)} samples, shorter than one {c.win_ms} ms window)")
+        spec = librosa.stft(y, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, center=True)
+        mel = self.mel_basis @ (np.abs(spec) ** 2)
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=c.n_mfcc)
+        return np.ascontiguousarray(mfcc.T, dtype=np.float32), sr

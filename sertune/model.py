@@ -1,0 +1,47 @@
+"""One-layer LSTM -> multi-vector soft attention -> dropout -> linear over the emotions."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MultiVectorAttention(nn.Module):
+    """Attention pooling with ``n_att`` learned query vectors u_i (no bias).
+
+    e_t = max_i u_i . h_t ;  alpha = softmax_t(e) over real frames ;  c = sum_t alpha_t h_t.
+    With n_att = 1 this is the soft attention of Mirsamadi et al. (ICASSP 2017).
+    """
+
+    def __init__(self, hidden_size: int, n_att: int = 1):
+        super().__init__()
+        self.u = nn.Parameter(torch.empty(n_att, hidden_size))
+        nn.init.normal_(self.u, std=hidden_size**-0.5)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = (h @ self.u.T).amax(dim=-1)  # (B, T): best-matching vector per frame
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
+        return context, weights
+
+
+class AttentionLSTM(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int = 64, num_layers: int = 1, n_att: int = 1,
+                 dropout: float = 0.0, n_classes: int = 8):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.attention = MultiVectorAttention(hidden_size, n_att)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, n_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, D) zero-padded, lengths (B,) -> logits (B, C), attention weights (B, T).
+
+        The LSTM runs forward only, so padding after a sequence's end cannot reach its real
+        frames, and masking the attention is enough: no packing needed.
+        """
+        h, _ = self.lstm(x)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        context, weights = self.attention(h, mask)
+        return self.head(self.dropout(context)), weights

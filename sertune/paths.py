@@ -1,0 +1,37 @@
+"""Where each stage reads and writes inside an experiment directory (local path or URI)."""
+
+from __future__ import annotations
+
+import os
+
+from sertune import fsutil
+
+DEFAULT_EXPERIMENT_DIR = "sertune-experiment"
+
+
+def experiment_dir(location: str | None = None) -> str:
+    return fsutil.normalize(location or os.environ.get("SERTUNE_EXPERIMENT_DIR") or DEFAULT_EXPERIMENT_DIR)
+
+
+def tune_dir(exp: str) -> str:
+    return fsutil.join(exp, "tune")
+
+
+def best_config(exp: str) -> str:
+    return fsutil.join(exp, "tune", "best_config.json")
+
+
+def tune_trials(exp: str) -> str:
+    return fsutil.join(exp, "tune", "trials.parquet")
+
+
+def sweep_dir(exp: str) -> str:
+    return fsutil.join(exp, "sweep")
+
+
+def sweep_results(exp: str) -> str:
+    return fsutil.join(exp, "sweep", "results.parquet")
+
+
+def report_dir(exp: str) -> str:
+    return fsutil.join(exp, "report")

@@ -1,0 +1,46 @@
+"""`sertune prepare`: the corpus -> feature store, with extraction fanned out as Ray tasks."""
+
+from __future__ import annotations
+
+import ray
+from tqdm import tqdm
+
+from sertune import ray_runtime
+from sertune.features import FeatureConfig
+from sertune.store import build_store, extract_chunk, plan_build
+
+
+def ray_chunk_runner(config: FeatureConfig):
+    """Runs chunks as Ray tasks and yields results as they finish (any order)."""
+    remote = ray.remote(num_cpus=1, max_retries=3)(extract_chunk)
+
+    def run(chunks):
+        config_ref = ray.put(config)
+        pending = [remote.remote(c, config_ref) for c in chunks]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            for ref in pending:  # an abort (bad file, Ctrl-C) should not leave work running
+                ray.cancel(ref, force=True)
+
+    return run
+
+
+def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, skip_bad: bool = False,
+            address: str | None = None, progress: bool = True) -> tuple[dict | None, str]:
+    """Build the store; returns (manifest or None if it was already up to date, message)."""
+    plan = plan_build(data, store, config, force)
+    if plan is None:
+        return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
+    with ray_runtime.connect(address), tqdm(
+        total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
+    ) as bar:
+        manifest = build_store(plan, ray_chunk_runner(config), skip_bad=skip_bad, progress=bar.update)
+    c = manifest["corpus"]
+    msg = (f"{plan.store}: {c['n_utterances']} utterances of {c['n_actors']} actors in "
+           f"{len(manifest['shards'])} shards (store {manifest['store_hash']})")
+    if manifest["skipped"]:
+        msg += f"; skipped {len(manifest['skipped'])} bad file(s), listed in manifest.json"
+    return manifest, msg

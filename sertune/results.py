@@ -1,0 +1,149 @@
+"""The one definition of a sweep result row, and the only code that reads or writes results.
+
+A row is one finished training run: one (n_att, seed) pair of a sweep. The table is Parquet
+(CSV on request); it is rewritten atomically, so a reader sees the old table or the new one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sertune import fsutil
+from sertune.errors import ResultsError
+from sertune.labels import EMOTIONS
+
+RECALL_COLUMNS = tuple(f"recall_{e}" for e in EMOTIONS)
+
+RESULTS_SCHEMA = pa.schema(
+    [
+        ("n_att", pa.int64()),
+        ("seed", pa.int64()),
+        ("uar", pa.float64()),  # test UAR at the best-validation epoch
+        ("val_uar", pa.float64()),
+        ("best_epoch", pa.int64()),
+        ("epochs", pa.int64()),
+        *[(c, pa.float64()) for c in RECALL_COLUMNS],
+        ("confusion", pa.string()),  # JSON, rows = true class, cols = predicted
+        ("config", pa.string()),  # JSON of the TrainConfig
+        ("protocol", pa.string()),  # JSON: split kind, actors per part, folds
+        ("store_hash", pa.string()),
+        ("code_version", pa.string()),
+        ("node", pa.string()),
+        ("wall_time_s", pa.float64()),
+        ("finished_at", pa.string()),
+    ]
+)
+RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
+KEY = ("n_att", "seed")
+# What `sertune report` needs from any table, ours or someone else's.
+REPORT_COLUMNS = ("n_att", "seed", "uar")
+
+
+def empty() -> pd.DataFrame:
+    return RESULTS_SCHEMA.empty_table().to_pandas()
+
+
+def validate(df: pd.DataFrame, columns=RESULT_COLUMNS, source: str = "results") -> pd.DataFrame:
+    """Check columns, types and keys; return the frame with canonical dtypes."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{source}: missing column(s) {', '.join(missing)}")
+    df = df.copy()
+    for col in ("n_att", "seed"):
+        df[col] = _as_int(df[col], col, source)
+    df["uar"] = _as_float(df["uar"], "uar", source)
+    bad = df.index[(df["uar"] < 0) | (df["uar"] > 1)]
+    if len(bad):
+        raise ResultsError(f"{source}: row {bad[0]}: uar {df.loc[bad[0], 'uar']} is not in [0, 1]")
+    bad = df.index[df["n_att"] < 1]
+    if len(bad):
+        raise ResultsError(f"{source}: row {bad[0]}: n_att must be >= 1")
+    dup = df.duplicated(list(KEY), keep=False)
+    if dup.any():
+        i = df.index[dup][0]
+        raise ResultsError(
+            f"{source}: row {i}: duplicate pair n_att={df.loc[i, 'n_att']} seed={df.loc[i, 'seed']}"
+        )
+    return df
+
+
+def _as_int(col: pd.Series, name: str, source: str) -> pd.Series:
+    num = pd.to_numeric(col, errors="coerce")
+    bad = col.index[num.isna() | (num != num.round())]
+    if len(bad):
+        raise ResultsError(f"{source}: row {bad[0]}: column {name} has non-integer value {col[bad[0]]!r}")
+    return num.astype("int64")
+
+
+def _as_float(col: pd.Series, name: str, source: str) -> pd.Series:
+    num = pd.to_numeric(col, errors="coerce")
+    bad = col.index[num.isna()]
+    if len(bad):
+        raise ResultsError(f"{source}: row {bad[0]}: column {name} has non-numeric value {col[bad[0]]!r}")
+    return num.astype("float64")
+
+
+def read_table(location: str) -> pd.DataFrame:
+    """Read a Parquet or CSV file as a DataFrame, with one-line errors."""
+    if not fsutil.exists(location):
+        raise ResultsError(f"{location}: no such results file")
+    data = fsutil.read_bytes(location)
+    try:
+        if str(location).lower().endswith(".csv"):
+            return pd.read_csv(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+    except Exception as e:  # pyarrow and pandas raise many types for a bad file
+        raise ResultsError(f"{location}: not a readable {'CSV' if str(location).endswith('.csv') else 'Parquet'} file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def read_results(location: str) -> pd.DataFrame:
+    """A full sweep results table, schema-checked."""
+    return validate(read_table(location), RESULT_COLUMNS, str(location))
+
+
+def read_uar_table(location: str) -> pd.DataFrame:
+    """Any table with at least n_att, seed, uar (what a report needs)."""
+    return validate(read_table(location), REPORT_COLUMNS, str(location))
+
+
+def to_table(df: pd.DataFrame) -> pa.Table:
+    df = df.sort_values(list(KEY)).reset_index(drop=True)
+    return pa.Table.from_pandas(df[list(RESULT_COLUMNS)], schema=RESULTS_SCHEMA, preserve_index=False)
+
+
+def write_results(df: pd.DataFrame, location: str) -> None:
+    df = validate(df, RESULT_COLUMNS, str(location))
+    buf = io.BytesIO()
+    if str(location).lower().endswith(".csv"):
+        df.sort_values(list(KEY))[list(RESULT_COLUMNS)].to_csv(buf, index=False)
+    else:
+        pq.write_table(to_table(df), buf)
+    fsutil.write_bytes_atomic(location, buf.getvalue())
+
+
+def append_rows(location: str, rows: list[dict]) -> pd.DataFrame:
+    """Add rows, replacing none: a pair already present keeps its first result."""
+    old = read_results(location) if fsutil.exists(location) else empty()
+    new = pd.DataFrame([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows])
+    keys = set(zip(old["n_att"], old["seed"]))
+    new = new[[(a, s) not in keys for a, s in zip(new["n_att"], new["seed"])]]
+    new = new.drop_duplicates(list(KEY))
+    df = pd.concat([old, new], ignore_index=True) if len(old) else new
+    write_results(df, location)
+    return df
+
+
+def done_pairs(location: str) -> set[tuple[int, int]]:
+    if not fsutil.exists(location):
+        return set()
+    df = read_results(location)
+    return set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
+
+
+def row_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True)

@@ -1,0 +1,92 @@
+"""Who trains, who validates, who tests: speaker-independent by default.
+
+Actor groups are gender-balanced: males and females are dealt into groups separately.
+On RAVDESS (odd actors male) the default split is test = 21-24, validation = 17-20,
+train = 1-16; `--folds K` rotates K such groups through the test and validation roles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from sertune.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Split:
+    kind: str
+    train: np.ndarray  # utterance indices
+    val: np.ndarray
+    test: np.ndarray
+    train_actors: tuple[int, ...] = ()
+    val_actors: tuple[int, ...] = ()
+    test_actors: tuple[int, ...] = ()
+    fold: int | None = None
+
+    def describe(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("train", "val", "test")}
+        d.update(n_train=len(self.train), n_val=len(self.val), n_test=len(self.test))
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _by_gender(meta: pd.DataFrame) -> tuple[list[int], list[int]]:
+    actors = meta.drop_duplicates("actor").sort_values("actor")
+    return (actors[actors.gender == "male"].actor.tolist(), actors[actors.gender == "female"].actor.tolist())
+
+
+def actor_groups(meta: pd.DataFrame, k: int) -> list[list[int]]:
+    """k gender-balanced groups of consecutive actors."""
+    males, females = _by_gender(meta)
+    if min(len(males), len(females)) < k:
+        raise ConfigError(f"{k} gender-balanced actor groups need >= {k} actors of each gender "
+                          f"(have {len(males)} male, {len(females)} female)")
+    return [sorted(m.tolist() + f.tolist()) for m, f in zip(np.array_split(males, k), np.array_split(females, k))]
+
+
+def _from_actors(meta: pd.DataFrame, train, val, test, fold=None) -> Split:
+    idx = lambda actors: np.flatnonzero(meta.actor.isin(actors).to_numpy())  # noqa: E731
+    return Split("speaker", idx(train), idx(val), idx(test), tuple(train), tuple(val), tuple(test), fold)
+
+
+def speaker_split(meta: pd.DataFrame, groups: int = 6) -> Split:
+    """Last group tests, the one before validates, the rest trains."""
+    g = actor_groups(meta, min(groups, len(_by_gender(meta)[0]), len(_by_gender(meta)[1])))
+    if len(g) < 3:
+        raise ConfigError("a speaker-independent split needs at least 3 actors of each gender")
+    return _from_actors(meta, sum(g[:-2], []), g[-2], g[-1])
+
+
+def speaker_folds(meta: pd.DataFrame, k: int) -> list[Split]:
+    if k < 3:
+        raise ConfigError("--folds needs K >= 3 (train, validation and test groups)")
+    g = actor_groups(meta, k)
+    out = []
+    for i in range(k):
+        test, val = g[i], g[(i + 1) % k]
+        train = [a for j, grp in enumerate(g) if j not in (i, (i + 1) % k) for a in grp]
+        out.append(_from_actors(meta, train, val, test, fold=i))
+    return out
+
+
+def random_split(meta: pd.DataFrame, seed: int = 0, val: float = 0.15, test: float = 0.15) -> Split:
+    """Utterances stratified by emotion; speakers are shared between the parts."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for _, group in meta.groupby("label"):
+        idx = rng.permutation(group.index.to_numpy())
+        n_test, n_val = round(len(idx) * test), round(len(idx) * val)
+        parts["test"] += idx[:n_test].tolist()
+        parts["val"] += idx[n_test : n_test + n_val].tolist()
+        parts["train"] += idx[n_test + n_val :].tolist()
+    return Split("random", *(np.sort(np.array(parts[p], dtype=np.int64)) for p in ("train", "val", "test")))
+
+
+def make_splits(meta: pd.DataFrame, kind: str, folds: int = 0, split_seed: int = 0) -> list[Split]:
+    if kind == "random":
+        return [random_split(meta, split_seed)]
+    if kind != "speaker":
+        raise ConfigError(f"unknown split {kind!r} (speaker or random)")
+    return speaker_folds(meta, folds) if folds and folds > 1 else [speaker_split(meta)]

@@ -1,0 +1,347 @@
+"""The MFCC feature store: sharded Parquet (one shard per actor) plus a manifest.
+
+A store is complete exactly when ``manifest.json`` exists and lists its shards, because the
+manifest is written last. Locally the whole store is built beside its final path and renamed
+into place, so an interrupted build leaves no directory at STORE at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import torch
+
+from sertune import __version__, fsutil
+from sertune.corpus import scan
+from sertune.errors import CorpusError, StoreError
+from sertune.features import FeatureConfig, MfccExtractor
+
+SCHEMA_VERSION = 1
+FORMAT = "sertune-mfcc-store"
+MANIFEST = "manifest.json"
+SHARD_SCHEMA = pa.schema(
+    [
+        ("utt_id", pa.string()),
+        ("actor", pa.int16()),
+        ("gender", pa.string()),
+        ("emotion", pa.string()),
+        ("label", pa.int8()),
+        ("intensity", pa.string()),
+        ("statement", pa.int8()),
+        ("repetition", pa.int8()),
+        ("source", pa.string()),
+        ("source_sample_rate", pa.int32()),
+        ("n_frames", pa.int32()),
+        ("mfcc", pa.list_(pa.float32())),  # frames x n_mfcc, row-major
+    ]
+)
+META_COLUMNS = [f.name for f in SHARD_SCHEMA if f.name != "mfcc"]
+
+
+# ---------------------------------------------------------------- manifest
+
+def read_manifest(store: str) -> dict:
+    store = fsutil.normalize(store)
+    location = fsutil.join(store, MANIFEST)
+    if not fsutil.exists(location):
+        what = "is not a sertune feature store (no manifest.json)" if fsutil.exists(store) else "no such store"
+        raise StoreError(f"{store}: {what}; build one with `sertune prepare`")
+    try:
+        manifest = json.loads(fsutil.read_bytes(location))
+    except ValueError as e:
+        raise StoreError(f"{location}: unreadable manifest ({e})") from None
+    if manifest.get("format") != FORMAT or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(
+            f"{store}: store schema {manifest.get('format')!r} v{manifest.get('schema_version')}, "
+            f"this sertune reads {FORMAT!r} v{SCHEMA_VERSION}; rebuild it with `sertune prepare --force`"
+        )
+    return manifest
+
+
+def _versions() -> dict:
+    import librosa
+    import soundfile
+
+    return {
+        "sertune": __version__,
+        "librosa": librosa.__version__,
+        "numpy": np.__version__,
+        "soundfile": soundfile.__version__,
+        "pyarrow": pa.__version__,
+    }
+
+
+def _corpus_fingerprint(table: pd.DataFrame) -> str:
+    """Names and sizes of the source files: a changed corpus means a different store."""
+    import os
+
+    h = hashlib.sha256()
+    for utt, path in zip(table["utt_id"], table["path"]):
+        h.update(f"{utt}:{os.path.getsize(path)}\n".encode())
+    return h.hexdigest()
+
+
+def _store_hash(features: dict, shards: list[dict]) -> str:
+    h = hashlib.sha256(json.dumps(features, sort_keys=True).encode())
+    for s in shards:
+        h.update(s["sha256"].encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- building
+
+@functools.lru_cache(maxsize=4)
+def _extractor(config: FeatureConfig) -> MfccExtractor:
+    return MfccExtractor(config)
+
+
+def extract_chunk(rows: list[dict], config: FeatureConfig) -> list[dict]:
+    """Features for some utterances; a bad file becomes an ``error`` entry, not an exception,
+    so the driver decides between aborting and skipping."""
+    out = []
+    for row in rows:
+        try:
+            mfcc, sr = _extractor(config)(row["path"])
+            out.append({**row, "mfcc": mfcc, "source_sample_rate": sr})
+        except CorpusError as e:
+            out.append({**row, "error": e.message})
+    return out
+
+
+def _shard_bytes(rows: list[dict], root: str) -> bytes:
+    import os
+
+    cols = {name: [] for name in SHARD_SCHEMA.names}
+    for r in rows:
+        for name in META_COLUMNS:
+            if name == "source":
+                cols[name].append(os.path.relpath(r["path"], root))
+            elif name == "n_frames":
+                cols[name].append(len(r["mfcc"]))
+            else:
+                cols[name].append(r[name])
+        cols["mfcc"].append(r["mfcc"].reshape(-1))
+    arrays = [pa.array(cols[n], type=SHARD_SCHEMA.field(n).type) for n in META_COLUMNS]
+    flat = np.concatenate(cols["mfcc"]) if rows else np.zeros(0, np.float32)
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in cols["mfcc"]])]).astype(np.int32)
+    arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.float32())))
+    table = pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+@dataclass
+class BuildPlan:
+    data: str
+    store: str
+    config: FeatureConfig
+    table: pd.DataFrame
+    fingerprint: str
+
+
+def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> BuildPlan | None:
+    """The build to run, or None when an identical store already exists."""
+    table = scan(data)
+    config.validate()
+    plan = BuildPlan(str(data), fsutil.normalize(store), config, table, _corpus_fingerprint(table))
+    if not fsutil.exists(plan.store):
+        return plan
+    if fsutil.is_dir(plan.store) and not _dir_has_entries(plan.store):
+        return plan
+    try:
+        old = read_manifest(plan.store)
+    except StoreError as e:
+        if force and fsutil.exists(fsutil.join(plan.store, MANIFEST)):
+            return plan
+        raise StoreError(f"{e.message}; refusing to overwrite it") from None
+    same = old["features"] == config.to_dict() and old["corpus"]["fingerprint"] == plan.fingerprint
+    if force:
+        return plan
+    if same:
+        return None
+    raise StoreError(
+        f"{plan.store}: exists with other feature parameters or another corpus; "
+        "pass --force to rebuild it or choose another --store"
+    )
+
+
+def _dir_has_entries(location: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = fsutil.resolve(location)
+    return bool(fs.get_file_info(pafs.FileSelector(path, recursive=False)))
+
+
+def build_store(plan: BuildPlan, run_chunks, chunk_size: int = 16, skip_bad: bool = False, progress=None) -> dict:
+    """Extract every utterance with ``run_chunks`` (e.g. on Ray) and publish the store.
+
+    ``run_chunks(chunks)`` yields each chunk's result as it finishes; ``progress(n)`` is told
+    how many utterances each result covered.
+    """
+    rows = plan.table.to_dict("records")
+    chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
+    by_actor: dict[int, list[dict]] = {}
+    skipped = []
+    for result in run_chunks(chunks):
+        for r in result:
+            if "error" in r:
+                if not skip_bad:
+                    raise CorpusError(r["error"])
+                skipped.append({"utt_id": r["utt_id"], "path": r["path"], "error": r["error"]})
+            else:
+                by_actor.setdefault(r["actor"], []).append(r)
+        if progress:
+            progress(len(result))
+    if not by_actor:
+        raise CorpusError(f"{plan.data}: no utterance could be read")
+    return _publish(plan, by_actor, skipped)
+
+
+def _publish(plan: BuildPlan, by_actor: dict[int, list[dict]], skipped: list[dict]) -> dict:
+    local = not fsutil.is_uri(plan.store)
+    staging = f"{plan.store}.partial-{uuid.uuid4().hex[:8]}" if local else plan.store
+    fs, staging_path = fsutil.resolve(staging)
+    try:
+        if not local and fsutil.exists(fsutil.join(staging, MANIFEST)):
+            fs.delete_file(fsutil.join(staging_path, MANIFEST))  # no longer complete from here on
+        fs.create_dir(f"{staging_path}/shards", recursive=True)
+        shards = []
+        for actor in sorted(by_actor):
+            rows = sorted(by_actor[actor], key=lambda r: r["utt_id"])
+            data = _shard_bytes(rows, plan.data)
+            name = f"shards/actor_{actor:02d}.parquet"
+            with fs.open_output_stream(f"{staging_path}/{name}") as f:
+                f.write(data)
+            shards.append({
+                "file": name, "actor": actor, "n_utterances": len(rows),
+                "n_frames": int(sum(len(r["mfcc"]) for r in rows)),
+                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            })
+        manifest = _manifest(plan, shards, skipped)
+        with fs.open_output_stream(f"{staging_path}/{MANIFEST}") as f:
+            f.write(json.dumps(manifest, indent=2).encode())
+        if local:
+            _swap_into_place(staging, plan.store)
+        return manifest
+    except BaseException:
+        if local:
+            fsutil.delete_dir(staging)
+        raise
+
+
+def _swap_into_place(staging: str, store: str) -> None:
+    fs, _ = fsutil.resolve(store)
+    old = None
+    if fsutil.exists(store):
+        old = f"{store}.old-{uuid.uuid4().hex[:8]}"
+        fs.move(store, old)
+    fs.move(staging, store)
+    if old:
+        fsutil.delete_dir(old)
+
+
+def _manifest(plan: BuildPlan, shards: list[dict], skipped: list[dict]) -> dict:
+    kept = plan.table[~plan.table["utt_id"].isin({s["utt_id"] for s in skipped})]
+    features = plan.config.to_dict()
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "features": features,
+        "feature_dim": plan.config.n_mfcc,
+        "versions": _versions(),
+        "corpus": {
+            "source": str(plan.data),
+            "fingerprint": plan.fingerprint,
+            "n_utterances": int(len(kept)),
+            "n_actors": int(kept["actor"].nunique()),
+            "per_emotion": {k: int(v) for k, v in kept.groupby("emotion").size().items()},
+            "per_gender": {k: int(v) for k, v in kept.groupby("gender").size().items()},
+        },
+        "shards": shards,
+        "skipped": skipped,
+        "store_hash": _store_hash(features, shards),
+    }
+
+
+def verify_store(store: str) -> dict:
+    """Check every shard against the manifest's checksum."""
+    store = fsutil.normalize(store)
+    manifest = read_manifest(store)
+    for s in manifest["shards"]:
+        location = fsutil.join(store, s["file"])
+        if not fsutil.exists(location):
+            raise StoreError(f"{location}: shard listed in the manifest is missing")
+        if hashlib.sha256(fsutil.read_bytes(location)).hexdigest() != s["sha256"]:
+            raise StoreError(f"{location}: checksum mismatch; the store is corrupt, rebuild it with --force")
+    return manifest
+
+
+# ---------------------------------------------------------------- loading
+
+@dataclass
+class FeatureSet:
+    """Raw (unnormalised) MFCC, zero-padded to the longest utterance."""
+
+    features: torch.Tensor  # (N, T_max, D) float32
+    lengths: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64
+    actors: torch.Tensor  # (N,) int64
+    meta: pd.DataFrame  # one row per utterance: utt_id, actor, gender, emotion, ...
+    manifest: dict
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def store_hash(self) -> str:
+        return self.manifest["store_hash"]
+
+
+def load_store(store: str, actors: list[int] | None = None) -> FeatureSet:
+    """The store (or some actors of it) as padded tensors; whole RAVDESS in a fraction of a second."""
+    store = fsutil.normalize(store)
+    manifest = read_manifest(store)
+    shards = [s for s in manifest["shards"] if actors is None or s["actor"] in set(actors)]
+    if not shards:
+        raise StoreError(f"{store}: no shard for actors {actors}")
+    fs, root = fsutil.resolve(store)
+    try:
+        table = pads.dataset([f"{root}/{s['file']}" for s in shards], filesystem=fs, format="parquet").to_table()
+    except (OSError, pa.ArrowInvalid) as e:
+        raise StoreError(f"{store}: cannot read shards ({str(e).splitlines()[0]})") from None
+    if not table.schema.equals(SHARD_SCHEMA):
+        raise StoreError(f"{store}: shard schema differs from this sertune's; rebuild with `sertune prepare --force`")
+    return _to_featureset(table, manifest)
+
+
+def _to_featureset(table: pa.Table, manifest: dict) -> FeatureSet:
+    dim = manifest["feature_dim"]
+    lengths = table.column("n_frames").to_numpy().astype(np.int64)
+    flat = table.column("mfcc").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    n, t_max = len(lengths), int(lengths.max())
+    padded = np.zeros((n, t_max, dim), dtype=np.float32)
+    rows = np.repeat(np.arange(n), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    padded[rows, np.arange(len(rows)) - starts] = flat
+    meta = table.select(META_COLUMNS).to_pandas()
+    return FeatureSet(
+        features=torch.from_numpy(padded),
+        lengths=torch.from_numpy(lengths),
+        labels=torch.from_numpy(meta["label"].to_numpy().astype(np.int64)),
+        actors=torch.from_numpy(meta["actor"].to_numpy().astype(np.int64)),
+        meta=meta,
+        manifest=manifest,
+    )

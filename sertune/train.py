@@ -1,0 +1,176 @@
+"""One training run, without Ray: `train(config, features)` -> TrainResult.
+
+Per epoch every fold trains once and is validated; each fold keeps its best-validation
+weights; only at the end are those weights scored on the test speakers. With --folds K all
+folds advance in lockstep, so a scheduler sees one validation UAR per epoch either way.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sertune.batching import BucketBatches, gather, normalize, sorted_batches
+from sertune.config import TrainConfig
+from sertune.labels import EMOTIONS, N_CLASSES
+from sertune.metrics import confusion_matrix, per_class_recall, uar
+from sertune.model import AttentionLSTM
+from sertune.splits import Split, make_splits
+from sertune.store import FeatureSet
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class FoldRun:
+    """Model, optimiser and schedule for one split, and the best weights seen so far."""
+
+    def __init__(self, cfg: TrainConfig, split: Split, x: torch.Tensor, fs: FeatureSet, device: torch.device):
+        self.cfg, self.split, self.device = cfg, split, device
+        self.x, self.lengths, self.labels = x, fs.lengths.to(device), fs.labels.to(device)
+        self.cpu_lengths = fs.lengths
+        self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.opt, T_0=max(1, cfg.epochs // cfg.cycles))
+        self.best_uar, self.best_epoch, self.best_state = -1.0, 0, None
+
+    def train_epoch(self, epoch: int, gen: torch.Generator) -> float:
+        self.model.train()
+        batches = BucketBatches(torch.as_tensor(self.split.train), self.cpu_lengths, self.cfg.batch_size, gen)
+        total, n = 0.0, 0
+        for i, batch in enumerate(batches):
+            xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
+            logits, _ = self.model(xb, lb)
+            loss = nn.functional.cross_entropy(logits, yb)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step(epoch + (i + 1) / len(batches))  # smooth cosine within the epoch
+            total, n = total + loss.item() * len(batch), n + len(batch)
+        return total / max(n, 1)
+
+    @torch.no_grad()
+    def confusion(self, idx) -> torch.Tensor:
+        self.model.eval()
+        cm = torch.zeros(N_CLASSES, N_CLASSES, dtype=torch.long)
+        for batch in sorted_batches(torch.as_tensor(idx), self.cpu_lengths):
+            xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
+            cm += confusion_matrix(yb, self.model(xb, lb)[0].argmax(1), N_CLASSES)
+        return cm
+
+    def validate(self, epoch: int) -> float:
+        """Validation UAR; remember the weights if it is the best so far (ties keep the earlier)."""
+        score = uar(self.confusion(self.split.val))
+        if score > self.best_uar:
+            self.best_uar, self.best_epoch = score, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        return score
+
+    def test(self) -> torch.Tensor:
+        self.model.load_state_dict(self.best_state)
+        return self.confusion(self.split.test)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "best": (self.best_uar, self.best_epoch, self.best_state)}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.sched.load_state_dict(s["sched"])
+        self.best_uar, self.best_epoch, self.best_state = s["best"]
+
+
+@dataclass
+class TrainResult:
+    uar: float  # test UAR at the best-validation epoch (mean over folds)
+    val_uar: float
+    best_epoch: int
+    epochs: int
+    recall: list[float]  # per class, from the test confusion matrix summed over folds
+    confusion: list[list[int]]
+    protocol: dict
+    history: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def recall_by_emotion(self) -> dict[str, float]:
+        return dict(zip(EMOTIONS, self.recall))
+
+
+class Training:
+    """All folds of one configuration, advanced one epoch at a time."""
+
+    def __init__(self, cfg: TrainConfig, fs: FeatureSet):
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        device = pick_device(cfg.device)
+        self.splits = make_splits(fs.meta, cfg.split, cfg.folds, cfg.split_seed)
+        self.folds = []
+        for split in self.splits:
+            x = normalize(fs, torch.as_tensor(split.train), cfg.norm).to(device)
+            self.folds.append(FoldRun(cfg, split, x, fs, device))
+        self.epoch, self.history, self.started = 0, [], time.perf_counter()
+
+    def step(self) -> dict:
+        """Train every fold one epoch and validate; the metrics a scheduler sees."""
+        t0 = time.perf_counter()
+        losses = [f.train_epoch(self.epoch, self.gen) for f in self.folds]
+        vals = [f.validate(self.epoch + 1) for f in self.folds]
+        self.epoch += 1
+        metrics = {
+            "epoch": self.epoch,
+            "train_loss": sum(losses) / len(losses),
+            "val_uar": sum(vals) / len(vals),
+            "best_val_uar": sum(f.best_uar for f in self.folds) / len(self.folds),
+            "epoch_time_s": time.perf_counter() - t0,
+        }
+        self.history.append(metrics)
+        return metrics
+
+    def finish(self) -> TrainResult:
+        cms = [f.test() for f in self.folds]
+        total = sum(cms)
+        return TrainResult(
+            uar=sum(uar(cm) for cm in cms) / len(cms),
+            val_uar=sum(f.best_uar for f in self.folds) / len(self.folds),
+            best_epoch=round(sum(f.best_epoch for f in self.folds) / len(self.folds)),
+            epochs=self.epoch,
+            recall=[float(r) for r in per_class_recall(total)],
+            confusion=total.tolist(),
+            protocol={"split": self.cfg.split, "folds": [s.describe() for s in self.splits], "norm": self.cfg.norm},
+            history=self.history,
+            wall_time_s=time.perf_counter() - self.started,
+        )
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "history": self.history, "folds": [f.state_dict() for f in self.folds],
+                "rng": torch.get_rng_state(), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.epoch, self.history = s["epoch"], s["history"]
+        for f, fs in zip(self.folds, s["folds"]):
+            f.load_state_dict(fs)
+        torch.set_rng_state(s["rng"])
+        self.gen.set_state(s["gen"])
+
+
+def train(cfg: TrainConfig, fs: FeatureSet, on_epoch=None, state: dict | None = None) -> TrainResult:
+    """Run to ``cfg.epochs``; ``on_epoch(metrics, training)`` after each epoch (report, checkpoint, print)."""
+    run = Training(cfg, fs)
+    if state is not None:
+        run.load_state_dict(state)
+    while run.epoch < cfg.epochs:
+        metrics = run.step()
+        if on_epoch is not None:
+            on_epoch(metrics, run)
+    return run.finish()
