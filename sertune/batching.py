@@ -20,9 +20,16 @@ def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str) -> torch.Tenso
         mean = (x * mask).sum(1, keepdim=True) / n
         std = (((x - mean) * mask) ** 2).sum(1, keepdim=True).div(n).sqrt()
     else:
-        frames = x[train_idx][mask[train_idx].expand(-1, -1, x.shape[2])].reshape(-1, x.shape[2]).double()
-        mean, std = frames.mean(0).float(), frames.std(0).float()
+        mean, std = train_statistics(fs, train_idx)
     return ((x - mean) / std.clamp(min=1e-5)) * mask
+
+
+def train_statistics(fs: FeatureSet, train_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-coefficient mean and std over the real frames of the training utterances."""
+    x, lengths = fs.features[train_idx], fs.lengths[train_idx]
+    mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    frames = x[mask].double()
+    return frames.mean(0).float(), frames.std(0).float()
 
 
 class BucketBatches:

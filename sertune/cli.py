@@ -138,7 +138,7 @@ def train(store, out, **opts):
     row = result_row(cfg, training_result, fs.store_hash, code_version())
     Path(out).mkdir(parents=True, exist_ok=True)
     fsutil.write_bytes_atomic(os.path.join(out, "result.json"), json.dumps({**row, "history": training_result.history}, indent=2).encode())
-    torch.save({"config": cfg.to_dict(), "store_hash": fs.store_hash}, os.path.join(out, "model.pt"))
+    torch.save(training_result.checkpoint, os.path.join(out, "model.pt"))
     click.echo(f"val UAR {training_result.val_uar:.4f} (best epoch {training_result.best_epoch})  "
                f"test UAR {training_result.uar:.4f}  -> {out}/result.json")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sertune.batching import BucketBatches, gather, normalize, sorted_batches
+from sertune.batching import BucketBatches, gather, normalize, sorted_batches, train_statistics
 from sertune.config import TrainConfig
 from sertune.labels import EMOTIONS, N_CLASSES
 from sertune.metrics import confusion_matrix, per_class_recall, uar
@@ -99,6 +99,7 @@ class TrainResult:
     protocol: dict
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
+    checkpoint: dict = field(default_factory=dict, repr=False)  # best weights and normalisation per fold
 
     def recall_by_emotion(self) -> dict[str, float]:
         return dict(zip(EMOTIONS, self.recall))
@@ -108,7 +109,7 @@ class Training:
     """All folds of one configuration, advanced one epoch at a time."""
 
     def __init__(self, cfg: TrainConfig, fs: FeatureSet):
-        self.cfg = cfg
+        self.cfg, self._fs = cfg, fs
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -150,7 +151,18 @@ class Training:
             protocol={"split": self.cfg.split, "folds": [s.describe() for s in self.splits], "norm": self.cfg.norm},
             history=self.history,
             wall_time_s=time.perf_counter() - self.started,
+            checkpoint=self.checkpoint(),
         )
+
+    def checkpoint(self) -> dict:
+        """What it takes to use the models later: per fold, the best weights and, for global
+        normalisation, the training speakers' statistics."""
+        folds = []
+        for f in self.folds:
+            stats = train_statistics(self._fs, torch.as_tensor(f.split.train)) if self.cfg.norm == "global" else None
+            folds.append({"weights": f.best_state, "best_epoch": f.best_epoch, "split": f.split.describe(),
+                          "norm_mean_std": stats})
+        return {"config": self.cfg.to_dict(), "store_hash": self._fs.store_hash, "folds": folds}
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "history": self.history, "folds": [f.state_dict() for f in self.folds],

@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from sertune.config import TrainConfig
+from sertune.model import AttentionLSTM, MultiVectorAttention
+from sertune.store import load_store
+from sertune.train import train
+
+
+def masked(lengths, t):
+    return torch.arange(t)[None, :] < torch.as_tensor(lengths)[:, None]
+
+
+def test_single_vector_is_classic_soft_attention():
+    torch.manual_seed(0)
+    att = MultiVectorAttention(8, n_att=1)
+    h = torch.randn(3, 5, 8)
+    mask = masked([5, 3, 1], 5)
+    context, weights = att(h, mask)
+    u = att.u[0]
+    for b, n in enumerate([5, 3, 1]):
+        e = h[b, :n] @ u  # Mirsamadi et al.: e_t = u . h_t, alpha = softmax(e), c = sum alpha h
+        alpha = torch.exp(e) / torch.exp(e).sum()
+        assert torch.allclose(weights[b, :n], alpha, atol=1e-6)
+        assert torch.allclose(context[b], (alpha[:, None] * h[b, :n]).sum(0), atol=1e-6)
+
+
+def test_weights_sum_to_one_and_zero_on_padding():
+    torch.manual_seed(1)
+    att = MultiVectorAttention(6, n_att=4)
+    h = torch.randn(4, 9, 6)
+    mask = masked([9, 4, 7, 2], 9)
+    _, w = att(h, mask)
+    assert torch.allclose(w.sum(1), torch.ones(4))
+    assert (w[~mask] == 0).all() and (w[mask] > 0).all()
+
+
+def test_max_over_vectors_is_used():
+    torch.manual_seed(2)
+    att = MultiVectorAttention(4, n_att=2)
+    h = torch.randn(2, 6, 4)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    with torch.no_grad():
+        att.u[0] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+        att.u[1] = torch.tensor([0.0, 3.0, 0.0, 0.0])
+    _, w = att(h, mask)
+    e = torch.maximum(h[..., 0], 3 * h[..., 1])
+    assert torch.allclose(w, torch.softmax(e, dim=1), atol=1e-6)
+    mean_e = (h[..., 0] + 3 * h[..., 1]) / 2  # what a mean over vectors would give instead
+    assert not torch.allclose(w, torch.softmax(mean_e, dim=1), atol=1e-3)
+
+
+@pytest.mark.parametrize("n_att", [1, 16])
+def test_extra_padding_changes_nothing(n_att):
+    torch.manual_seed(3)
+    model = AttentionLSTM(34, 16, n_att=n_att, dropout=0.5).eval()
+    x = torch.randn(3, 20, 34)
+    lengths = torch.tensor([20, 11, 5])
+    x = x * masked(lengths, 20)[..., None]
+    logits, w = model(x, lengths)
+    longer = torch.cat([x, torch.randn(3, 13, 34)], dim=1)  # junk, not even zeros, after the end
+    logits2, w2 = model(longer, lengths)
+    assert torch.allclose(logits, logits2, atol=1e-5)
+    assert torch.allclose(w, w2[:, :20], atol=1e-6) and (w2[:, 20:] == 0).all()
+
+
+def test_same_seed_same_result_and_beats_chance(synth_store):
+    fs = load_store(synth_store)
+    cfg = TrainConfig(epochs=6, seed=3, threads=1, n_att=4)
+    a, b = train(cfg, fs), train(cfg, fs)
+    assert a.uar == b.uar and a.val_uar == b.val_uar and a.confusion == b.confusion
+    assert a.uar > 0.25  # chance is 1/8
+    c = train(cfg.replace(seed=4), fs)
+    assert (c.uar, c.val_uar, c.confusion) != (a.uar, a.val_uar, a.confusion)
+
+
+def test_model_selection_reports_test_at_best_validation_epoch(synth_store):
+    fs = load_store(synth_store)
+    r = train(TrainConfig(epochs=5, seed=0, threads=1), fs)
+    vals = [h["val_uar"] for h in r.history]
+    assert r.best_epoch == vals.index(max(vals)) + 1 and r.val_uar == max(vals)
+    assert sum(map(sum, r.confusion)) == r.protocol["folds"][0]["n_test"]
+    assert r.protocol["folds"][0]["test_actors"] == [5, 6]
+
+
+def test_folds_and_random_split(synth_store):
+    fs = load_store(synth_store)
+    r = train(TrainConfig(epochs=2, folds=3, threads=1), fs)
+    tests = [tuple(f["test_actors"]) for f in r.protocol["folds"]]
+    assert len(tests) == 3 and sorted(a for t in tests for a in t) == [1, 2, 3, 4, 5, 6]
+    assert sum(map(sum, r.confusion)) == 360  # every utterance tested exactly once over the folds
+    r = train(TrainConfig(epochs=2, split="random", threads=1), fs)
+    f = r.protocol["folds"][0]
+    assert f["kind"] == "random" and f["n_train"] + f["n_val"] + f["n_test"] == 360
+
+
+def test_resume_from_state_gives_the_same_result(synth_store):
+    from sertune.train import Training
+
+    fs = load_store(synth_store)
+    cfg = TrainConfig(epochs=4, seed=5, threads=1)
+    straight = train(cfg, fs)
+    first = Training(cfg, fs)
+    first.step(), first.step()
+    resumed = train(cfg, fs, state=first.state_dict())
+    assert resumed.uar == straight.uar and resumed.confusion == straight.confusion

@@ -1,0 +1,161 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from sertune.batching import normalize
+from sertune.cli import cli
+from sertune.errors import StoreError
+from sertune.features import FeatureConfig, MfccExtractor
+from sertune.splits import make_splits
+from sertune.store import load_store, read_manifest, verify_store
+
+
+def prepare(*args):
+    return CliRunner().invoke(cli, ["prepare", *map(str, args)], catch_exceptions=False)
+
+
+def small_corpus(src, dst, actors=(1, 2)):
+    for a in actors:
+        shutil.copytree(src / f"Actor_{a:02d}", dst / f"Actor_{a:02d}")
+    return dst
+
+
+def leftovers(store):
+    return sorted(p.name for p in store.parent.iterdir() if p.name.startswith(store.name + "."))
+
+
+def test_store_contents(synth_store):
+    m = verify_store(synth_store)
+    assert m["corpus"]["n_utterances"] == 360 and m["corpus"]["n_actors"] == 6
+    assert [s["actor"] for s in m["shards"]] == [1, 2, 3, 4, 5, 6]
+    assert m["features"] == FeatureConfig().to_dict() and m["feature_dim"] == 34
+    assert {"librosa", "numpy", "pyarrow", "sertune"} <= set(m["versions"])
+    fs = load_store(synth_store)
+    assert fs.features.dtype == torch.float32 and fs.features.shape[0] == 360 and fs.features.shape[2] == 34
+    assert fs.features.shape[1] == int(fs.lengths.max())
+    # padding is zero, real frames are not
+    i = int(fs.lengths.argmin())
+    assert fs.features[i, fs.lengths[i]:].abs().sum() == 0 and fs.features[i, : fs.lengths[i]].abs().sum() > 0
+    sub = load_store(synth_store, actors=[2, 5])
+    assert set(sub.actors.tolist()) == {2, 5} and len(sub) == 120
+
+
+def test_store_matches_direct_extraction(synth_store, synth_corpus):
+    fs = load_store(synth_store, actors=[3])
+    row = fs.meta.iloc[7]
+    direct, _ = MfccExtractor(FeatureConfig())(str(synth_corpus / row["source"]))
+    assert np.allclose(fs.features[7, : len(direct)].numpy(), direct, rtol=1e-4, atol=1e-3) and fs.lengths[7] == len(direct)
+
+
+def test_rebuild_is_noop_force_rebuilds_other_params_refused(synth_corpus, tmp_path, ray_local):
+    data = small_corpus(synth_corpus, tmp_path / "data")
+    store = tmp_path / "store"
+    assert prepare("--data", data, "--store", store).exit_code == 0
+    first = (store / "manifest.json").read_bytes()
+    r = prepare("--data", data, "--store", store)
+    assert r.exit_code == 0 and "up to date" in r.output
+    assert (store / "manifest.json").read_bytes() == first
+    r = prepare("--data", data, "--store", store, "--hop-ms", "20")
+    assert r.exit_code == 4 and "other feature parameters" in r.output and "--force" in r.output
+    r = prepare("--data", data, "--store", store, "--hop-ms", "20", "--force")
+    assert r.exit_code == 0
+    assert read_manifest(str(store))["features"]["hop_ms"] == 20.0
+    assert leftovers(store) == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_bad_file_aborts_and_leaves_nothing(synth_corpus, tmp_path, ray_local, damage):
+    data = small_corpus(synth_corpus, tmp_path / "data")
+    bad = data / "Actor_02" / "03-01-05-02-01-01-02.wav"
+    content = bad.read_bytes()
+    bad.write_bytes({"garbage": b"RIFF not really a wave file" * 10, "truncated": content[:30], "empty": b""}[damage])
+    store = tmp_path / "store"
+    r = prepare("--data", data, "--store", store)
+    assert r.exit_code == 3, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and str(bad) in lines[-1]
+    assert not store.exists() and leftovers(store) == []
+    r = prepare("--data", data, "--store", store, "--skip-bad")
+    assert r.exit_code == 0 and "skipped 1 bad file" in r.output
+    m = verify_store(str(store))
+    assert m["corpus"]["n_utterances"] == 119 and [s["path"] for s in m["skipped"]] == [str(bad)]
+
+
+def test_wrong_schema_store_is_refused(synth_corpus, synth_store, tmp_path, ray_local):
+    data = small_corpus(synth_corpus, tmp_path / "data", actors=(1,))
+    old = tmp_path / "old"
+    shutil.copytree(synth_store, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 0}))
+    with pytest.raises(StoreError, match="v0, this sertune reads"):
+        load_store(str(old))
+    r = prepare("--data", data, "--store", old)
+    assert r.exit_code == 4 and "rebuild it" in r.output
+    assert (old / "manifest.json").exists()  # refused: nothing was touched
+    other = tmp_path / "notastore"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    r = prepare("--data", data, "--store", other, "--force")
+    assert r.exit_code == 4 and "not a sertune feature store" in r.output
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def test_store_uri_and_stereo_any_rate(synth_corpus, tmp_path, ray_local):
+    data = small_corpus(synth_corpus, tmp_path / "data", actors=(1,))
+    mono_path = data / "Actor_01" / "03-01-03-01-01-01-01.wav"
+    y, sr = sf.read(mono_path)
+    stereo = np.stack([y, y], axis=1)
+    import librosa
+
+    sf.write(mono_path, librosa.resample(stereo.T, orig_sr=sr, target_sr=44100).T, 44100)
+    r = prepare("--data", data, "--store", f"file://{tmp_path}/uri-store")
+    assert r.exit_code == 0, r.output
+    fs = load_store(f"file://{tmp_path}/uri-store")
+    row = fs.meta.index[fs.meta.utt_id == mono_path.stem][0]
+    assert fs.meta.loc[row, "source_sample_rate"] == 44100
+    assert abs(int(fs.lengths[row]) - round(len(y) / sr * 100)) <= 2  # 10 ms hop at the 16 kHz target
+
+
+@pytest.mark.realdata
+def test_real_48k_wav_sample(real_48k, tmp_path, ray_local):
+    store = tmp_path / "s48"
+    r = prepare("--data", real_48k, "--store", store)
+    assert r.exit_code == 0, r.output
+    fs = load_store(str(store))
+    assert len(fs) == 8 and set(fs.meta.source_sample_rate) == {48000} and set(fs.actors.tolist()) == {2, 3}
+    for i, src in enumerate(fs.meta.source):
+        info = sf.info(str(real_48k / src))
+        assert abs(int(fs.lengths[i]) - round(info.duration * 100)) <= 2
+
+
+@pytest.mark.realdata
+def test_real_corpus_full_build(real_16k, tmp_path, ray_local):
+    store = tmp_path / "real"
+    r = prepare("--data", real_16k, "--store", store)
+    assert r.exit_code == 0, r.output
+    assert "1440 utterances of 24 actors in 24 shards" in r.output
+    m = verify_store(str(store))
+    assert sum(s["n_utterances"] for s in m["shards"]) == 1440
+    fs = load_store(str(store))
+    assert fs.features.shape[0] == 1440 and 290 <= fs.lengths.min() and fs.lengths.max() <= 540
+
+
+def test_normalization_uses_training_speakers_only(synth_store):
+    fs = load_store(synth_store)
+    split = make_splits(fs.meta, "speaker")[0]
+    train = torch.as_tensor(split.train)
+    base = normalize(fs, train, "global")
+    fs.features[torch.as_tensor(split.test)] += 1000.0  # test speakers change wildly
+    moved = normalize(fs, train, "global")
+    assert torch.allclose(base[train], moved[train])
+    real = (torch.arange(base.shape[1])[None, :] < fs.lengths[:, None])
+    frames = base[train][real[train]]
+    assert frames.mean(0).abs().max() < 1e-3 and (frames.std(0) - 1).abs().max() < 1e-2
+    cmvn = normalize(fs, train, "utterance")
+    assert cmvn[0, : fs.lengths[0]].mean(0).abs().max() < 1e-3
+    assert cmvn[0, fs.lengths[0]:].abs().sum() == 0
