@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ray import tune
 
-from sertune import paths, results
+from sertune import fsutil, paths, results
 from sertune.config import TrainConfig
 from sertune.errors import TrialError
 from sertune.provenance import code_version
@@ -64,7 +64,7 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
     name = "sweep-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     grid = tune.Tuner(
         trainable,
-        param_space={"store": store, "train": base.to_dict(), "row": True, "code_version": code_version(),
+        param_space={"store": fsutil.normalize(store), "train": base.to_dict(), "row": True, "code_version": code_version(),
                      "checkpoint_every": s.checkpoint_every, "pair": tune.grid_search([list(p) for p in todo])},
         tune_config=tune.TuneConfig(metric="best_val_uar", mode="max"),
         run_config=tune.RunConfig(

@@ -15,15 +15,20 @@ from ray import tune
 
 from sertune import results
 from sertune.config import TUNED_KNOBS, TrainConfig
-from sertune.store import FeatureSet, load_store
+from sertune.store import FeatureSet, load_store, read_manifest
 from sertune.train import Training, TrainResult, train
 
 STATE_FILE = "training.pt"
 
 
-@functools.lru_cache(maxsize=2)
 def cached_store(store: str) -> FeatureSet:
-    """Each worker process reads the store once, then every trial it runs reuses it."""
+    """Each worker process reads a store once, then every trial it runs reuses it; keyed by
+    the store's hash too, so a store rebuilt at the same path is read afresh."""
+    return _load(store, read_manifest(store)["store_hash"])
+
+
+@functools.lru_cache(maxsize=2)
+def _load(store: str, store_hash: str) -> FeatureSet:
     return load_store(store)
 
 
