@@ -104,7 +104,7 @@ def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettin
 
 
 def _write_trials(grid, location: str) -> None:
-    df = grid.get_dataframe(filter_metric=METRIC, filter_mode=MODE)
+    df = grid.get_dataframe()  # each trial's last result: training_iteration = epochs it ran before ASHA stopped it
     df = df.drop(columns=[c for c in df.columns if c.startswith("config/train") or c == "config/store"])
     for col in df.columns[df.dtypes == object]:
         df[col] = df[col].astype(str)  # mixed-type columns cannot go to Parquet as they are
