@@ -16,20 +16,27 @@ def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str) -> torch.Tenso
     x, lengths = fs.features, fs.lengths
     mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)  # (N, T, 1)
     if mode == "utterance":
-        n = lengths.clamp(min=1)[:, None, None].float()
-        mean = (x * mask).sum(1, keepdim=True) / n
-        std = (((x - mean) * mask) ** 2).sum(1, keepdim=True).div(n).sqrt()
+        n = lengths.clamp(min=1)[:, None, None].double()
+        s1, s2 = x.sum(1, keepdim=True, dtype=torch.float64), x.square().sum(1, keepdim=True, dtype=torch.float64)
+        mean = s1 / n
+        std = (s2 / n - mean.square()).clamp(min=0).sqrt()
+        mean, std = mean.float(), std.float()
     else:
         mean, std = train_statistics(fs, train_idx)
-    return ((x - mean) / std.clamp(min=1e-5)) * mask
+    return (x - mean).div_(std.clamp(min=1e-5)).mul_(mask)
 
 
 def train_statistics(fs: FeatureSet, train_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-coefficient mean and std over the real frames of the training utterances."""
-    x, lengths = fs.features[train_idx], fs.lengths[train_idx]
-    mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
-    frames = x[mask].double()
-    return frames.mean(0).float(), frames.std(0).float()
+    """Per-coefficient mean and std over the real frames of the training utterances.
+
+    Padding is zero, so sums over padded rows are sums over real frames: no masked gather.
+    """
+    x = fs.features[train_idx]
+    n = float(fs.lengths[train_idx].sum())
+    s1, s2 = x.sum((0, 1), dtype=torch.float64), x.square().sum((0, 1), dtype=torch.float64)
+    mean = s1 / n
+    var = (s2 - n * mean.square()) / (n - 1)
+    return mean.float(), var.clamp(min=0).sqrt().float()
 
 
 class BucketBatches:
