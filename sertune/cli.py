@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -198,7 +200,7 @@ def parse_int_list(ctx, param, value):
 def sweep(store, experiment_dir, seeds, n_att_list, config_file, no_tuned, results_path, max_failures,
           cpus_per_trial, gpus_per_trial, address, num_cpus, num_gpus, **opts):
     """Stage 2: the N_att x seeds grid at the tuned configuration; reruns skip finished pairs."""
-    from sertune.sweep import SweepSettings, run_sweep
+    from sertune.sweep import SweepSettings, pending_pairs, run_sweep
     from sertune.tuning import load_best_config
 
     exp = paths.experiment_dir(experiment_dir)
@@ -206,8 +208,11 @@ def sweep(store, experiment_dir, seeds, n_att_list, config_file, no_tuned, resul
     base = overrides(base.replace(threads=max(1, int(cpus_per_trial))), opts)
     if seeds < 1:
         raise click.BadParameter("at least 1 seed", param_hint="--seeds")
-    with ray_runtime.connect(address, num_cpus, num_gpus):
-        settings = SweepSettings(n_att_list, seeds, cpus_per_trial, default_gpus(gpus_per_trial), max_failures)
+    settings = SweepSettings(n_att_list, seeds, cpus_per_trial, gpus_per_trial or 0.0, max_failures)
+    nothing_to_do = not pending_pairs(results_path or paths.sweep_results(exp), settings)
+    with contextlib.nullcontext() if nothing_to_do else ray_runtime.connect(address, num_cpus, num_gpus):
+        if not nothing_to_do:  # no Ray started just to find that every pair is done
+            settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
         ran, location = run_sweep(store, exp, base, settings, results_path)
     total = len(n_att_list) * seeds
     click.echo(f"{location}: {total} of {total} pairs done ({ran} run now, {total - ran} already there)")

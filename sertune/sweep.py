@@ -76,8 +76,8 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
     missing = pending_pairs(location, s)
     if missing:
         errors = [str(r.error).strip().splitlines()[-1] for r in grid if r.error is not None]
-        raise TrialError(f"{len(missing)} of {len(todo)} sweep trials failed after retries "
-                         f"(first: {errors[0] if errors else 'no result'}); rerun the same command to retry them")
+        why = f"failed after retries (first: {errors[0]})" if errors else "did not finish (interrupted?)"
+        raise TrialError(f"{len(missing)} of {len(todo)} sweep trials {why}; rerun the same command to run them")
     return len(todo), location
 
 

@@ -166,10 +166,12 @@ class Training:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "history": self.history, "folds": [f.state_dict() for f in self.folds],
-                "rng": torch.get_rng_state(), "gen": self.gen.get_state()}
+                "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+                "elapsed_s": time.perf_counter() - self.started}
 
     def load_state_dict(self, s: dict) -> None:
         self.epoch, self.history = s["epoch"], s["history"]
+        self.started = time.perf_counter() - s.get("elapsed_s", 0.0)  # wall time counts every attempt
         for f, fs in zip(self.folds, s["folds"]):
             f.load_state_dict(fs)
         torch.set_rng_state(s["rng"])

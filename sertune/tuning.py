@@ -51,8 +51,11 @@ def trial_resources(cpus: float, gpus: float) -> dict:
 def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings, verbose: int) -> tune.Tuner:
     trainable = tune.with_resources(train_trial, trial_resources(s.cpus_per_trial, s.gpus_per_trial))
     path = fsutil.join(paths.tune_dir(exp), NAME)
+    request = _request(store, base, space, s)
     if tune.Tuner.can_restore(path):
+        _check_same_request(exp, request)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    fsutil.write_bytes_atomic(_request_file(exp), json.dumps(request, indent=2, sort_keys=True).encode())
     searcher = OptunaSearch(metric=METRIC, mode=MODE, seed=s.search_seed)
     if s.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
@@ -72,12 +75,55 @@ def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings
     )
 
 
+def _request_file(exp: str) -> str:
+    return fsutil.join(paths.tune_dir(exp), "request.json")
+
+
+def _request(store: str, base: TrainConfig, space: dict, s: TuneSettings) -> dict:
+    """What defines the experiment; resources and retries may change between runs."""
+    runtime = {"device", "threads", "cpus_per_trial", "gpus_per_trial", "max_failures", "max_concurrent"}
+    settings = {k: v for k, v in s.__dict__.items() if k not in runtime}
+    train = {k: v for k, v in base.to_dict().items() if k not in runtime and k not in TUNED_KNOBS}
+    return json.loads(json.dumps({"store": store, "train": train, "space": space, "settings": settings}))
+
+
+def _check_same_request(exp: str, request: dict) -> None:
+    """Tuner.restore silently keeps the old settings: refuse a rerun that asks for others."""
+    location = _request_file(exp)
+    if not fsutil.exists(location):
+        return
+    old, new = _flatten(json.loads(fsutil.read_bytes(location))), _flatten(request)
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(f"{paths.tune_dir(exp)}: an unfinished or finished experiment with other settings "
+                          f"exists (differs in {', '.join(diff)}); rerun it as it was or use another --experiment-dir")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_finished(grid, num_samples: int) -> None:
+    """fit() also returns when interrupted (Ctrl-C): the saved experiment then holds unfinished
+    trials, or fewer than asked for. Publishing a "best" of that would be wrong. The statuses in
+    memory all read TERMINATED after an interrupt; those saved for a restore do not."""
+    trials = tune.ExperimentAnalysis(grid.experiment_path).trials
+    done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    if done < len(trials) or len(trials) < num_samples:
+        raise TrialError(f"tune stopped before the end ({done} of {num_samples} trials finished); "
+                         "rerun the same command to continue it")
+
+
 def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings, verbose: int = 1) -> dict:
     """Run (or resume) the search; write best_config.json and trials.parquet; return the best."""
     manifest = read_manifest(store)
     if base.n_att != 1:
         raise ConfigError("the tune stage tunes the N_att = 1 baseline")
     grid = _tuner(fsutil.normalize(store), exp, base, space, s, verbose).fit()
+    _check_finished(grid, s.num_samples)
     ok = [r for r in grid if r.error is None and r.metrics and METRIC in r.metrics]
     if not ok:
         errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None]

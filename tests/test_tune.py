@@ -43,6 +43,9 @@ def test_tune_asha_stops_early_and_writes_best_config(synth_store, tmp_path):
     cfg = load_best_config(str(exp / "tune" / "best_config.json"))
     assert isinstance(cfg, TrainConfig) and cfg.n_att == 1 and cfg.epochs == 6
     assert 1e-4 <= cfg.lr <= 1e-2 and cfg.batch_size in (16, 32)
+    r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 8,
+            "--epochs", 6, "--grace-period", 1, "--reduction-factor", 2)
+    assert r.exit_code == 2 and "differs in settings.num_samples" in r.output
 
 
 def test_tune_rejects_bad_space(synth_store, tmp_path):
