@@ -16,7 +16,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,10 +27,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from proctools import HEAD_IP, WORKER_IP, filtered_env, free_port, gcs_nodes, kill, node_ports, session_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
-HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 SCRIPTS = ["common.sh", "submit.sh", "wait.sh", "logs.sh", "stop.sh", "fetch_report.sh", "pipeline.sh"]
 # Variables that would point the scripts or Ray at something other than the test cluster.
 FOREIGN_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -40,7 +39,7 @@ BIN_DIR = str(Path(sys.executable).parent)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV and not k.startswith("SERTUNE_")}
+    env = filtered_env(FOREIGN_ENV)
     env["PATH"] = os.pathsep.join([BIN_DIR, env.get("PATH", "")])
     env["SERTUNE_PYTHON"] = sys.executable
     env.update(extra)
@@ -106,55 +105,12 @@ def test_fetch_report_copies_a_visible_report(tmp_path):
 # ------------------------------------------------------------------ the two-node cluster
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))  # free on every interface, as some Ray servers bind the wildcard
-        return s.getsockname()[1]
-
-
-def proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, session id) for every process visible in /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            table[int(entry)] = (int(fields[1]), int(fields[3]))
-        except (OSError, IndexError, ValueError):
-            pass  # exited meanwhile
-    return table
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def kill_sessions(sessions: set[int], grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL, every process in the given sessions and all their descendants."""
-    table = proc_table()
-    doomed = {pid for pid, (_, sid) in table.items() if sid in sessions}
-    while True:  # add descendants that left the session (job entrypoints run with setsid)
-        more = {pid for pid, (ppid, _) in table.items() if ppid in doomed} - doomed
-        if not more:
-            break
-        doomed |= more
-    doomed.discard(os.getpid())
+    """SIGTERM, then SIGKILL, every process in the given sessions and all their descendants
+    (job entrypoints run with setsid)."""
+    doomed = session_pids(sessions)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        for pid in doomed:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while doomed and time.monotonic() < deadline:
-            doomed = {pid for pid in doomed if alive(pid)}
-            time.sleep(0.2)
+        doomed = kill(doomed, wait, sig)
         if not doomed:
             return
 
@@ -193,13 +149,7 @@ class Cluster:
 
 def gcs_node_count(address: str, token: str | None) -> int:
     """Nodes the GCS lists, asked directly over gRPC with the token (if any) as Ray sends it."""
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
-
-    metadata = [("authorization", f"Bearer {token}")] if token else []
-    with grpc.insecure_channel(address) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        reply = stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), metadata=metadata, timeout=15)
-    return len(reply.node_info_list)
+    return len(gcs_nodes(address, token, timeout=15))
 
 
 def ray_start(args: list[str], env: dict, cluster: Cluster) -> None:
@@ -214,14 +164,6 @@ def ray_start(args: list[str], env: dict, cluster: Cluster) -> None:
         pytest.fail(f"ray start {' '.join(args)} timed out:\n{out[-3000:]}")
     if proc.returncode != 0:
         pytest.fail(f"ray start {' '.join(args)} failed:\n{out[-3000:]}")
-
-
-def node_ports() -> list[str]:
-    return [
-        f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-        "--min-worker-port=0", "--max-worker-port=0",
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -14,169 +14,33 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from proctools import (HEAD_IP, WORKER_IP, Procs, clean_env, cmdline, free_port, gcs_nodes, node_ports,
+                       session_pids, synthetic_store, tail, wait_gone, wait_or_fail)
 
 from sertune.results import read_results
-
-HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
-# Variables that would point sertune or Ray at something other than what a test sets up.
-FOREIGN_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
-
-
-# ------------------------------------------------------------------ processes
-
-
-def _proc_table_faults() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, session id) of every live (non-zombie) process."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields and fields[0] != "Z":
-            table[int(entry)] = (int(fields[1]), int(fields[3]))
-    return table
-
-
-def _cmdline_faults(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _session_pids_faults(sessions: set[int]) -> set[int]:
-    """Processes of the sessions and all their descendants (some leave the session)."""
-    table = _proc_table_faults()
-    pids = {pid for pid, (_, sid) in table.items() if sid in sessions}
-    while True:
-        more = {pid for pid, (ppid, _) in table.items() if ppid in pids} - pids
-        if not more:
-            break
-        pids |= more
-    pids.discard(os.getpid())
-    return pids
-
-
-def _kill_faults(pids: set[int], timeout: float = 15.0) -> set[int]:
-    """SIGKILL the processes; return those still alive after ``timeout``."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        live = _proc_table_faults()
-        pids = {p for p in pids if p in live}
-        time.sleep(0.2)
-    return pids
-
-
-def _strays_faults(marker: str) -> set[int]:
-    """Processes whose command line names ``marker`` (a private temp dir)."""
-    return {pid for pid in _proc_table_faults() if pid != os.getpid() and marker in _cmdline_faults(pid)}
-
-
-class _Procs:
-    """Sessions and temp dirs a test opened; `cleanup` kills and removes all of them."""
-
-    def __init__(self):
-        self.sessions: set[int] = set()
-        self.markers: list[str] = []
-
-    def popen(self, cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        self.sessions.add(proc.pid)
-        return proc
-
-    def cleanup(self) -> set[int]:
-        pids = _session_pids_faults(self.sessions)
-        for marker in self.markers:
-            pids |= _strays_faults(marker)
-        return _kill_faults(pids)
 
 
 @pytest.fixture
 def procs_faults():
     """Sessions and temp dirs of one test, killed and removed at its end, pass or fail."""
-    p = _Procs()
+    p = Procs()
     yield p
-    left = p.cleanup()
-    for marker in p.markers:
-        shutil.rmtree(marker, ignore_errors=True)
+    left = p.close()
     assert not left, f"processes survived SIGKILL: {sorted(left)}"
-
-
-def _free_port_faults() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))  # free on every interface: some Ray servers bind the wildcard
-        return s.getsockname()[1]
-
-
-def _env_faults(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV and not k.startswith("SERTUNE_")}
-    env.update(PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0", **extra)
-    return env
-
-
-def _wait_faults(proc: subprocess.Popen, timeout: float, log: Path) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        pytest.fail(f"{' '.join(proc.args[2:5])} ... ran past {timeout:.0f}s:\n{_tail_faults(log)}")
-
-
-def _tail_faults(log: Path, n: int = 4000) -> str:
-    try:
-        return log.read_text(errors="replace")[-n:]
-    except OSError:
-        return "(no log)"
-
-
-# ------------------------------------------------------------------ data and sweeps
-
-
-def _shared_store(tmp_path_factory) -> str:
-    """The built-in corpus (6 actors) and its store, built once per pytest session in-process
-    (no Ray), under the session's base temp dir so test_tune_resume.py reuses it."""
-    from sertune.features import FeatureConfig
-    from sertune.store import build_store, extract_chunk, plan_build
-    from sertune.synthetic import write_corpus
-
-    base = tmp_path_factory.getbasetemp() / "sertune-synthetic-6"
-    store = base / "store"
-    if (base / "READY").exists():
-        return str(store)
-    shutil.rmtree(base, ignore_errors=True)
-    write_corpus(base / "corpus", actors=6, seed=0)
-    config = FeatureConfig()
-    plan = plan_build(str(base / "corpus"), str(store), config, force=False)
-    build_store(plan, lambda chunks: (extract_chunk(c, config) for c in chunks))
-    (base / "READY").write_text("ok")
-    return str(store)
 
 
 @pytest.fixture(scope="module")
 def store_faults(tmp_path_factory) -> str:
-    return _shared_store(tmp_path_factory)
+    return synthetic_store(tmp_path_factory)
+
+
+# ------------------------------------------------------------------ sweeps
 
 
 SWEEP = [sys.executable, "-m", "sertune", "sweep"]
@@ -215,21 +79,15 @@ def _same(a: dict, b: dict) -> bool:
 
 def _run_now(log: Path) -> tuple[int, int]:
     """(run now, already there) from the sweep's summary line."""
-    m = re.findall(r"\((\d+) run now, (\d+) already there\)", _tail_faults(log, 20000))
-    assert m, f"no summary line in the output:\n{_tail_faults(log)}"
+    m = re.findall(r"\((\d+) run now, (\d+) already there\)", tail(log, 20000))
+    assert m, f"no summary line in the output:\n{tail(log)}"
     return int(m[-1][0]), int(m[-1][1])
 
 
-def _local_sweep(procs: _Procs, cmd: list[str], log: Path, tmpdir: str, timeout: float = 240) -> int:
+def _local_sweep(procs: Procs, cmd: list[str], log: Path, tmpdir: str, timeout: float = 240) -> int:
     """Run a sweep with its own local Ray (temp dir under ``tmpdir``) to the end."""
-    proc = procs.popen(cmd, _env_faults(RAY_TMPDIR=tmpdir), log)
-    return _wait_faults(proc, timeout, log)
-
-
-def _short_tmp(procs: _Procs) -> str:
-    d = tempfile.mkdtemp(prefix="rf", dir="/tmp")  # short: Ray's unix sockets live under it
-    procs.markers.append(d)
-    return d
+    proc = procs.popen(cmd, clean_env(RAY_TMPDIR=tmpdir), log)
+    return wait_or_fail(proc, timeout, log)
 
 
 # ------------------------------------------------------------------ one machine, local Ray
@@ -239,42 +97,38 @@ def _short_tmp(procs: _Procs) -> str:
 def killed_sweep_faults(store_faults, tmp_path_factory):
     """A sweep SIGKILLed (driver and its local Ray, the whole session) once some pairs are in
     the table, then the same command again to the end. Yields what the tests check."""
-    procs = _Procs()
-    tmpdir = _short_tmp(procs)
+    procs = Procs()
+    tmpdir = procs.tempdir("rf")
     work = tmp_path_factory.mktemp("killed-sweep")
     exp, log1, log2 = work / "exp", work / "sweep1.log", work / "sweep2.log"
     pairs = {(a, s) for a in (1, 2) for s in range(2)}
     epochs = 10
     cmd = _sweep_cmd(store_faults, exp, "1,2", 2, epochs, "--num-cpus", "2")
     try:
-        proc = procs.popen(cmd, _env_faults(RAY_TMPDIR=tmpdir), log1)
+        proc = procs.popen(cmd, clean_env(RAY_TMPDIR=tmpdir), log1)
         deadline = time.monotonic() + 180
         while not _rows(exp):
-            assert proc.poll() is None, f"the sweep ended (rc {proc.returncode}) before the kill:\n{_tail_faults(log1)}"
-            assert time.monotonic() < deadline, f"no result row after 180s:\n{_tail_faults(log1)}"
+            assert proc.poll() is None, f"the sweep ended (rc {proc.returncode}) before the kill:\n{tail(log1)}"
+            assert time.monotonic() < deadline, f"no result row after 180s:\n{tail(log1)}"
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything in its session, at once
         proc.wait()
         # Its local Ray goes with it: nothing of the session, nor anything naming its temp dir, lives on.
-        deadline = time.monotonic() + 20
-        while (left := _session_pids_faults({proc.pid}) | _strays_faults(tmpdir)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        left = [_cmdline_faults(p)[:160] for p in left]
+        left = [cmdline(p)[:160] for p in wait_gone({proc.pid}, [tmpdir], 20)]
         before = _rows(exp)  # read after the kill: a row may have landed between the poll and the kill
         assert 1 <= len(before) < len(pairs), f"killed too late to test anything: {sorted(before)}"
         rc = _local_sweep(procs, cmd, log2, tmpdir)
         yield SimpleNamespace(procs=procs, tmpdir=tmpdir, cmd=cmd, exp=exp, pairs=pairs, epochs=epochs,
                               left_after_kill=left, before=before, rc=rc, log=log2)
     finally:
-        still = procs.cleanup()
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        still = procs.close()
         assert not still, f"processes survived SIGKILL: {sorted(still)}"
 
 
 def test_killed_driver_rerun_finishes_the_rest(killed_sweep_faults):
     k = killed_sweep_faults
     assert not k.left_after_kill, f"the killed sweep left processes behind: {k.left_after_kill}"
-    assert k.rc == 0, _tail_faults(k.log)
+    assert k.rc == 0, tail(k.log)
     assert _run_now(k.log) == (len(k.pairs) - len(k.before), len(k.before))
     after = _assert_complete(k.exp, k.pairs, k.epochs)
     for pair, row in k.before.items():  # as JSON: NaN == NaN there
@@ -288,7 +142,7 @@ def test_rerun_of_a_finished_sweep_runs_nothing(killed_sweep_faults, tmp_path):
     table = _results_path(k.exp).read_bytes()
     tune_runs = sorted(p.name for p in (k.exp / "sweep").glob("sweep-*"))
     log = tmp_path / "sweep3.log"
-    assert _local_sweep(k.procs, k.cmd, log, k.tmpdir) == 0, _tail_faults(log)
+    assert _local_sweep(k.procs, k.cmd, log, k.tmpdir) == 0, tail(log)
     assert _run_now(log) == (0, len(k.pairs))
     assert _results_path(k.exp).read_bytes() == table, "a rerun with nothing to do rewrote the table"
     assert sorted(p.name for p in (k.exp / "sweep").glob("sweep-*")) == tune_runs, "a rerun with nothing to do started Tune"
@@ -297,29 +151,23 @@ def test_rerun_of_a_finished_sweep_runs_nothing(killed_sweep_faults, tmp_path):
 # ------------------------------------------------------------------ a two-node cluster
 
 
-def _ray_start(procs: _Procs, args: list[str], env: dict, log: Path) -> int:
+def _ray_start(procs: Procs, args: list[str], env: dict, log: Path) -> int:
     """`ray start ...`; returns its session id: the node's daemons stay in that session."""
     proc = procs.popen([shutil.which("ray") or "ray", "start", *args], env, log)
-    if _wait_faults(proc, 120, log) != 0:
-        pytest.fail(f"ray start {' '.join(args)} failed:\n{_tail_faults(log)}")
+    if wait_or_fail(proc, 120, log) != 0:
+        pytest.fail(f"ray start {' '.join(args)} failed:\n{tail(log)}")
     return proc.pid
 
 
 def _node_ports() -> list[str]:
-    return [f"--dashboard-agent-listen-port={_free_port_faults()}", f"--dashboard-agent-grpc-port={_free_port_faults()}",
-            f"--runtime-env-agent-port={_free_port_faults()}", f"--metrics-export-port={_free_port_faults()}",
-            "--min-worker-port=0", "--max-worker-port=0", "--disable-usage-stats"]
+    return [*node_ports(), "--disable-usage-stats"]
 
 
 def _alive_nodes(gcs: str) -> set[str]:
-    """IPs of the nodes the GCS reports alive, asked over gRPC (no Ray driver needed)."""
-    import grpc
-    from ray.core.generated import gcs_pb2, gcs_service_pb2, gcs_service_pb2_grpc
+    """IPs of the nodes the GCS reports alive."""
+    from ray.core.generated import gcs_pb2
 
-    with grpc.insecure_channel(gcs) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        reply = stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=10)
-    return {n.node_manager_address for n in reply.node_info_list if n.state == gcs_pb2.GcsNodeInfo.ALIVE}
+    return {n.node_manager_address for n in gcs_nodes(gcs) if n.state == gcs_pb2.GcsNodeInfo.ALIVE}
 
 
 def _trial_progress(exp: Path) -> dict[str, dict]:
@@ -348,12 +196,12 @@ def test_worker_node_dies_mid_trial(store_faults, tmp_path, procs_faults):
     """A head (1 CPU) and a worker (1 CPU) started with `ray start`; once a trial on the worker
     is past its first checkpoint, SIGKILL the worker's raylet. The trial is retried on the
     head from its checkpoint, the driver exits 0, and every pair is in the table once."""
-    temp = _short_tmp(procs_faults)
-    env = _env_faults(RAY_AUTH_MODE="disabled")
-    gcs = f"{HEAD_IP}:{_free_port_faults()}"
+    temp = procs_faults.tempdir("rf")
+    env = clean_env(RAY_AUTH_MODE="disabled")
+    gcs = f"{HEAD_IP}:{free_port()}"
     _ray_start(procs_faults, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
-                              "--include-dashboard=false", f"--dashboard-port={_free_port_faults()}",
-                              f"--ray-client-server-port={_free_port_faults()}", "--num-cpus=1", "--num-gpus=0",
+                              "--include-dashboard=false", f"--dashboard-port={free_port()}",
+                              f"--ray-client-server-port={free_port()}", "--num-cpus=1", "--num-gpus=0",
                               f"--temp-dir={temp}/head", *_node_ports()], env, tmp_path / "head.log")
     worker_session = _ray_start(procs_faults, [f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
                               "--num-gpus=0", f"--temp-dir={temp}/worker", *_node_ports()], env, tmp_path / "worker.log")
@@ -361,7 +209,7 @@ def test_worker_node_dies_mid_trial(store_faults, tmp_path, procs_faults):
     while (alive := _alive_nodes(gcs)) != {HEAD_IP, WORKER_IP}:
         assert time.monotonic() < deadline, f"cluster not up: alive nodes {alive}"
         time.sleep(0.5)
-    raylets = [p for p in _session_pids_faults({worker_session}) if "/raylet/raylet" in _cmdline_faults(p).split(" ")[0]]
+    raylets = [p for p in session_pids({worker_session}) if "/raylet/raylet" in cmdline(p).split(" ")[0]]
     assert len(raylets) == 1, f"worker raylet not found: {raylets}"
 
     exp, log = tmp_path / "exp", tmp_path / "sweep.log"
@@ -376,12 +224,12 @@ def test_worker_node_dies_mid_trial(store_faults, tmp_path, procs_faults):
             mine = [e for ip, e, _ in p["lines"] if ip == WORKER_IP]
             if mine and 6 <= max(mine) <= epochs - 15:  # a checkpoint at epoch 5 exists, far from the end
                 victim = trial
-        assert driver.poll() is None, f"sweep ended (rc {driver.returncode}) before the kill:\n{_tail_faults(log)}"
-        assert time.monotonic() < deadline, f"no trial progressed on the worker in 180s:\n{_tail_faults(log)}"
+        assert driver.poll() is None, f"sweep ended (rc {driver.returncode}) before the kill:\n{tail(log)}"
+        assert time.monotonic() < deadline, f"no trial progressed on the worker in 180s:\n{tail(log)}"
         time.sleep(0.2)
     os.kill(raylets[0], signal.SIGKILL)
 
-    assert _wait_faults(driver, 300, log) == 0, _tail_faults(log)
+    assert wait_or_fail(driver, 300, log) == 0, tail(log)
     assert WORKER_IP not in _alive_nodes(gcs)
     rows = _assert_complete(exp, pairs, epochs)
     progress = _trial_progress(exp)[victim]

@@ -18,55 +18,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-FOREIGN_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
+from proctools import Procs, clean_env, cmdline, signal_all, synthetic_store, tail, wait_gone, wait_or_fail
 
 
 # ------------------------------------------------------------------ processes
-
-
-def _proc_table_resume() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, session id) of every live (non-zombie) process."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields and fields[0] != "Z":
-            table[int(entry)] = (int(fields[1]), int(fields[3]))
-    return table
-
-
-def _cmdline_resume(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _left_resume(session: int, marker: str) -> set[int]:
-    """Live processes of the session, their descendants, and anything naming ``marker``."""
-    table = _proc_table_resume()
-    pids = {pid for pid, (_, sid) in table.items() if sid == session}
-    while True:
-        more = {pid for pid, (ppid, _) in table.items() if ppid in pids} - pids
-        if not more:
-            break
-        pids |= more
-    pids |= {pid for pid in table if marker in _cmdline_resume(pid)}
-    pids.discard(os.getpid())
-    return pids
 
 
 class _Runs:
@@ -74,47 +35,38 @@ class _Runs:
 
     def __init__(self, cmd: list[str], work: Path):
         self.cmd, self.work = cmd, work
-        self.tmpdir = tempfile.mkdtemp(prefix="rr", dir="/tmp")  # short: Ray's unix sockets live under it
-        self.env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV and not k.startswith("SERTUNE_")}
-        self.env.update(PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=self.tmpdir)
-        self.sessions: list[int] = []
+        self.procs = Procs()
+        self.tmpdir = self.procs.tempdir("rr")
+        self.env = clean_env(RAY_TMPDIR=self.tmpdir)
 
     def start(self, name: str) -> tuple[subprocess.Popen, Path]:
         log = self.work / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        self.sessions.append(proc.pid)
-        return proc, log
+        return self.procs.popen(self.cmd, self.env, log), log
 
     def wait(self, proc: subprocess.Popen, log: Path, timeout: float) -> int:
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail(f"sertune tune ran past {timeout:.0f}s:\n{_tail_resume(log)}")
+        return wait_or_fail(proc, timeout, log, "sertune tune")
 
     def leftovers(self, session: int, wait: float = 60.0) -> set[int]:
-        deadline = time.monotonic() + wait
-        while (left := _left_resume(session, self.tmpdir)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        return left
+        return wait_gone({session}, [self.tmpdir], wait)
 
     def cleanup(self) -> set[int]:
-        pids = set()
-        for s in self.sessions:
-            pids |= _left_resume(s, self.tmpdir)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_all(self.procs.pids(), signal.SIGKILL)
         left = set()
-        for s in self.sessions:
+        for s in self.procs.sessions:
             left |= self.leftovers(s, wait=15.0)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return left
+
+
+def _poll_running(proc: subprocess.Popen, log: Path, event: str, missing: Callable[[], str | None],
+                  timeout: float, interval: float) -> None:
+    """Call ``missing()`` every ``interval`` s until it returns None; fail if the run ends before
+    ``event``, or if ``timeout`` passes (with what ``missing()`` last said is not there yet)."""
+    deadline = time.monotonic() + timeout
+    while (why := missing()) is not None:
+        assert proc.poll() is None, f"tune ended (rc {proc.returncode}) before {event}:\n{tail(log)}"
+        assert time.monotonic() < deadline, f"{why}\n{tail(log)}"
+        time.sleep(interval)
 
 
 @pytest.fixture
@@ -135,39 +87,12 @@ def runs_resume(store_resume, tmp_path):
     assert not left, f"processes survived SIGKILL: {sorted(left)}"
 
 
-def _tail_resume(log: Path, n: int = 4000) -> str:
-    try:
-        return log.read_text(errors="replace")[-n:]
-    except OSError:
-        return "(no log)"
-
-
 # ------------------------------------------------------------------ data
-
-
-def _shared_store(tmp_path_factory) -> str:
-    """The built-in corpus (6 actors) and its store, built once per pytest session in-process
-    (no Ray), under the session's base temp dir so test_sweep_faults.py reuses it."""
-    from sertune.features import FeatureConfig
-    from sertune.store import build_store, extract_chunk, plan_build
-    from sertune.synthetic import write_corpus
-
-    base = tmp_path_factory.getbasetemp() / "sertune-synthetic-6"
-    store = base / "store"
-    if (base / "READY").exists():
-        return str(store)
-    shutil.rmtree(base, ignore_errors=True)
-    write_corpus(base / "corpus", actors=6, seed=0)
-    config = FeatureConfig()
-    plan = plan_build(str(base / "corpus"), str(store), config, force=False)
-    build_store(plan, lambda chunks: (extract_chunk(c, config) for c in chunks))
-    (base / "READY").write_text("ok")
-    return str(store)
 
 
 @pytest.fixture(scope="module")
 def store_resume(tmp_path_factory) -> str:
-    return _shared_store(tmp_path_factory)
+    return synthetic_store(tmp_path_factory)
 
 
 # ------------------------------------------------------------------ the experiment on disk
@@ -231,20 +156,20 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume):
     runs = runs_resume(num_samples, epochs)
     exp = _tune_path(runs)
 
-    proc, log1 = runs.start("tune1")
-    deadline = time.monotonic() + 240
-    while True:
+    def not_interruptible() -> str | None:
         snap = _snapshot(exp) or {}
         statuses = [s for s, _ in snap.values()]
         if "TERMINATED" in statuses and any(s == "RUNNING" and 6 <= it < epochs for s, it in snap.values()):
-            break
-        assert proc.poll() is None, f"tune ended (rc {proc.returncode}) before the kill:\n{_tail_resume(log1)}"
-        assert time.monotonic() < deadline, f"no snapshot to interrupt in 240s: {snap}\n{_tail_resume(log1)}"
-        time.sleep(0.05)  # Tune rewrites the snapshot at every trial checkpoint (num_to_keep=1)
+            return None
+        return f"no snapshot to interrupt in 240s: {snap}"
+
+    proc, log1 = runs.start("tune1")
+    # Polled often: Tune rewrites the snapshot at every trial checkpoint (num_to_keep=1).
+    _poll_running(proc, log1, "the kill", not_interruptible, timeout=240, interval=0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     left = runs.leftovers(proc.pid)
-    assert not left, f"the killed run left processes behind: {[_cmdline_resume(p)[:160] for p in left]}"
+    assert not left, f"the killed run left processes behind: {[cmdline(p)[:160] for p in left]}"
     assert not (exp / "tune" / "best_config.json").exists()
 
     snap = _snapshot(exp)  # what the rerun restores
@@ -256,7 +181,7 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume):
     first_pids = {t: {r["pid"] for r in _lines(_result_file(exp, t))} for t in resumable}
 
     proc, log2 = runs.start("tune2")
-    assert runs.wait(proc, log2, 360) == 0, _tail_resume(log2)
+    assert runs.wait(proc, log2, 360) == 0, tail(log2)
 
     trials = _final_outputs(exp, num_samples)
     assert set(snap) <= set(trials["trial_id"]), "trials of the first run were dropped: it started over"
@@ -276,15 +201,12 @@ def test_tune_ctrl_c_publishes_nothing_and_rerun_continues(runs_resume):
     runs = runs_resume(num_samples, epochs)
     exp = _tune_path(runs)
 
-    proc, log1 = runs.start("tune1")
-    deadline = time.monotonic() + 240
-    while True:
+    def no_progress() -> str | None:
         lines = [len(_lines(Path(p))) for p in glob.glob(str(exp / "tune" / "tune" / "*" / "result.json"))]
-        if lines and max(lines) >= 3:
-            break
-        assert proc.poll() is None, f"tune ended (rc {proc.returncode}) before Ctrl-C:\n{_tail_resume(log1)}"
-        assert time.monotonic() < deadline, f"no trial progress in 240s:\n{_tail_resume(log1)}"
-        time.sleep(0.2)
+        return None if lines and max(lines) >= 3 else "no trial progress in 240s:"
+
+    proc, log1 = runs.start("tune1")
+    _poll_running(proc, log1, "Ctrl-C", no_progress, timeout=240, interval=0.2)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     rc = runs.wait(proc, log1, 120)
     snap = _snapshot(exp)
@@ -292,6 +214,6 @@ def test_tune_ctrl_c_publishes_nothing_and_rerun_continues(runs_resume):
     assert not (exp / "tune" / "best_config.json").exists(), "an interrupted tune run published a best config"
 
     proc, log2 = runs.start("tune2")
-    assert runs.wait(proc, log2, 300) == 0, _tail_resume(log2)
+    assert runs.wait(proc, log2, 300) == 0, tail(log2)
     trials = _final_outputs(exp, num_samples)
     assert set(snap) <= set(trials["trial_id"]), "trials of the first run were dropped: it started over"
