@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import librosa
 import numpy as np
+import scipy.fft
 import soundfile as sf
 
 from sertune.errors import CorpusError
@@ -66,6 +67,17 @@ class MfccExtractor:
         self.config = config.validate()
         c = self.config
         self.mel_basis = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+        window = librosa.filters.get_window("hann", c.win_length, fftbins=True)
+        self.window = librosa.util.pad_center(window, size=c.n_fft).astype(np.float32)
+
+    def power_spectrogram(self, y: np.ndarray) -> np.ndarray:
+        """|STFT|^2, (1 + n_fft/2, frames): librosa.stft's result with center=True and its
+        default zero padding, computed as one framed FFT. librosa.stft's general blocking made
+        it 4x slower on 3-second clips, and it dominated the whole feature extraction."""
+        c = self.config
+        padded = np.pad(y, c.n_fft // 2, mode="constant")
+        frames = librosa.util.frame(padded, frame_length=c.n_fft, hop_length=c.hop_length, axis=0)
+        return np.abs(scipy.fft.rfft(frames * self.window, axis=1).T) ** 2
 
     def __call__(self, path: str) -> tuple[np.ndarray, int]:
         """(frames, n_mfcc) float32 MFCC and the file's original sample rate."""
@@ -73,7 +85,6 @@ class MfccExtractor:
         y, sr = load_audio(path, c.sample_rate)
         if len(y) < c.win_length:
             raise CorpusError(f"{path}: too short ({len(y)} samples, shorter than one {c.win_ms} ms window)")
-        spec = librosa.stft(y, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, center=True)
-        mel = self.mel_basis @ (np.abs(spec) ** 2)
+        mel = self.mel_basis @ self.power_spectrogram(y)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=c.n_mfcc)
         return np.ascontiguousarray(mfcc.T, dtype=np.float32), sr

@@ -7,16 +7,15 @@ from tqdm import tqdm
 
 from sertune import ray_runtime
 from sertune.features import FeatureConfig
-from sertune.store import build_store, extract_chunk, plan_build
+from sertune.store import build_store, extract_shard, plan_build
 
 
-def ray_chunk_runner(config: FeatureConfig):
-    """Runs chunks as Ray tasks and yields results as they finish (any order)."""
-    remote = ray.remote(num_cpus=1, max_retries=3)(extract_chunk)
+def ray_task_runner():
+    """Runs shard tasks as Ray tasks and yields results as they finish (any order)."""
+    remote = ray.remote(num_cpus=1, max_retries=3)(extract_shard)
 
-    def run(chunks):
-        config_ref = ray.put(config)
-        pending = [remote.remote(c, config_ref) for c in chunks]
+    def run(tasks):
+        pending = [remote.remote(*task) for task in tasks]
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -37,7 +36,7 @@ def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, s
     with ray_runtime.connect(address), tqdm(
         total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
     ) as bar:
-        manifest = build_store(plan, ray_chunk_runner(config), skip_bad=skip_bad, progress=bar.update)
+        manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)
     c = manifest["corpus"]
     msg = (f"{plan.store}: {c['n_utterances']} utterances of {c['n_actors']} actors in "
            f"{len(manifest['shards'])} shards (store {manifest['store_hash']})")

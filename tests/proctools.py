@@ -209,7 +209,7 @@ def synthetic_store(tmp_path_factory) -> str:
     """The built-in corpus (6 actors) and its store, built once per pytest session in-process
     (no Ray), under the session's base temp dir so that every test module reuses it."""
     from sertune.features import FeatureConfig
-    from sertune.store import build_store, extract_chunk, plan_build
+    from sertune.store import build_store, extract_shard, plan_build
     from sertune.synthetic import write_corpus
 
     base = tmp_path_factory.getbasetemp() / "sertune-synthetic-6"
@@ -220,6 +220,6 @@ def synthetic_store(tmp_path_factory) -> str:
     write_corpus(base / "corpus", actors=6, seed=0)
     config = FeatureConfig()
     plan = plan_build(str(base / "corpus"), str(store), config, force=False)
-    build_store(plan, lambda chunks: (extract_chunk(c, config) for c in chunks))
+    build_store(plan, lambda tasks: (extract_shard(*t) for t in tasks))
     (base / "READY").write_text("ok")
     return str(store)
