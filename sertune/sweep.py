@@ -66,7 +66,7 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
         trainable,
         param_space={"store": fsutil.normalize(store), "train": base.to_dict(), "row": True, "code_version": code_version(),
                      "checkpoint_every": s.checkpoint_every, "pair": tune.grid_search([list(p) for p in todo])},
-        tune_config=tune.TuneConfig(metric="best_val_uar", mode="max"),
+        tune_config=tune.TuneConfig(metric="best_val_uar", mode="max", reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=paths.sweep_dir(exp), verbose=verbose, callbacks=[ResultsWriter(location)],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),

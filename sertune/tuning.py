@@ -66,7 +66,7 @@ def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings
         trainable,
         param_space={"store": store, "train": fixed, "checkpoint_every": s.checkpoint_every, **to_tune(space)},
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
-                                    num_samples=s.num_samples),
+                                    num_samples=s.num_samples, reuse_actors=True),
         run_config=tune.RunConfig(
             name=NAME, storage_path=paths.tune_dir(exp), verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
