@@ -17,3 +17,10 @@ t sertune tune --store "$WORK/store" --experiment-dir "$EXP" --num-samples 30 --
 t sertune sweep --store "$WORK/store" --experiment-dir "$EXP" --seeds 10 --n-att 1,2,4,8,16,32,64
 t sertune report --experiment-dir "$EXP" --out "$WORK/report"
 echo "end: $(date -u +%FT%TZ)" >> "$WORK/times.txt"
+
+# Random-split protocol (speakers shared between train/val/test), at the same tuned configuration.
+EXP_R=$WORK/experiment-random
+t sertune sweep --store "$WORK/store" --experiment-dir "$EXP_R" --config "$EXP/tune/best_config.json" \
+  --split random --seeds 10 --n-att 1,2,4,8,16,32,64
+t sertune report --experiment-dir "$EXP_R" --out "$WORK/report-random"
+echo "end (random split): $(date -u +%FT%TZ)" >> "$WORK/times.txt"
