@@ -224,6 +224,7 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
                 progress(result["n"])
         if not shards:
             raise CorpusError(f"{plan.data}: no utterance could be read")
+        _check_visible(fs, staging_path, shards)
         manifest = _manifest(plan, sorted(shards, key=lambda s: s["actor"]), skipped)
         with fs.open_output_stream(f"{staging_path}/{MANIFEST}") as f:
             f.write(json.dumps(manifest, indent=2).encode())
@@ -234,6 +235,15 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
         if local:
             fsutil.delete_dir(staging)
         raise
+
+
+def _check_visible(fs, staging_path: str, shards: list[dict]) -> None:
+    """Workers wrote the shards; on a cluster a plain local path is each node's own disk."""
+    for s in shards:
+        info = fs.get_file_info(f"{staging_path}/{s['file']}")
+        if info.size != s["bytes"]:
+            raise StoreError(f"{staging_path}/{s['file']}: written by a worker but not visible to the driver; "
+                             "on a cluster the store must be on storage every node shares (s3://, NFS)")
 
 
 def _swap_into_place(staging: str, store: str) -> None:
