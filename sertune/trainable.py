@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -63,6 +64,7 @@ def _resume_state() -> dict | None:
 def train_trial(config: dict) -> None:
     """Function trainable: one training run; with ``config["row"]`` it ends by reporting its
     results row (the sweep writes that row into the results table)."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report drowns the table
     cfg = trial_config(config)
     fs = cached_store(config["store"])
     result = train(cfg, fs, _reporter(config.get("checkpoint_every", 5), cfg.epochs), _resume_state())
