@@ -143,19 +143,21 @@ def main() -> None:
 
     rows, summary = [], []
     for device in devices:
-        runs = {"plain": [], "sertune": []}
+        runs = {"plain": [], "sertune": [], "sertune bf16": []}
         warm_up(fs, base, device)
         for seed in range(args.seeds):
             cfg = base.replace(seed=seed, device=device)
             runs["plain"].append(plain_loop(fs, split, cfg, torch.device(device)))
             runs["sertune"].append(sertune_run(fs, split, cfg))
+            # --precision bf16: the same run under bfloat16 autocast (fp32 master weights)
+            runs["sertune bf16"].append(sertune_run(fs, split, cfg.replace(precision="bf16")))
         spe = {}
         for name, rs in runs.items():
             spe[name] = median([t for r in rs for t in r["times"]])
             pad = sum(r["padded"] for r in rs) / sum(r["real"] for r in rs)
             test_uar = sum(r["uar"] for r in rs) / len(rs)
             rows.append([f"{name} ({device})", spe[name], spe["plain"] / spe[name], f"{100 * pad:.1f}%", test_uar])
-        summary.append(f"{device} {spe['sertune'] / spe['plain']:.2f} x")
+        summary.append(f"{device} {spe['sertune'] / spe['plain']:.2f} x, bf16 {spe['sertune bf16'] / spe['plain']:.2f} x")
 
     print(f"\n{len(fs)} utterances ({len(split.train)} train), mean train utterance {mean_len:.0f} frames; "
           f"{args.epochs} epoch(s) x {args.seeds} seed(s), batch {base.batch_size}, n_att {args.n_att}, "

@@ -25,6 +25,7 @@ TRAIN_OPTIONS = [
     ("--split-seed", int, "seed of the random split"),
     ("--norm", click.Choice(["global", "utterance"]), "feature normalisation (statistics from training speakers)"),
     ("--device", str, "auto, cpu, cuda, cuda:1 ..."),
+    ("--precision", click.Choice(["fp32", "bf16"]), "bf16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs"),
 ]
 
 

@@ -32,6 +32,7 @@ class TrainConfig:
     # runtime: not part of the experiment's identity
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    precision: str = "fp32"  # bf16: autocast (AVX512-BF16/AMX CPUs, recent GPUs), ~2x faster LSTM steps
 
     def __post_init__(self):
         checks = [
@@ -45,6 +46,7 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.split in ("speaker", "random"), f"split {self.split!r} is not speaker or random"),
             (self.norm in ("global", "utterance"), f"norm {self.norm!r} is not global or utterance"),
+            (self.precision in ("fp32", "bf16"), f"precision {self.precision!r} is not fp32 or bf16"),
         ]
         for ok, problem in checks:
             if not ok:

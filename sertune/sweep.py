@@ -91,7 +91,8 @@ def _check_same_experiment(location: str, store_hash: str, base: TrainConfig) ->
     ignore = {"n_att", "seed", "device", "threads"}
     want = {k: v for k, v in base.to_dict().items() if k not in ignore}
     for cfg_json in set(df["config"]):
-        have = {k: v for k, v in json.loads(cfg_json).items() if k not in ignore}
+        # Through TrainConfig, so rows written before an option existed read as its default.
+        have = {k: v for k, v in TrainConfig.from_dict(json.loads(cfg_json)).to_dict().items() if k not in ignore}
         if have != want:
             diff = sorted(k for k in want if have.get(k) != want[k])
             raise TrialError(f"{location}: holds results of another configuration (differs in {', '.join(diff)}); "

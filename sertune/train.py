@@ -41,14 +41,18 @@ class FoldRun:
         self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.opt, T_0=max(1, cfg.epochs // cfg.cycles))
         self.best_uar, self.best_epoch, self.best_state = -1.0, 0, None
 
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
     def train_epoch(self, epoch: int, gen: torch.Generator) -> float:
         self.model.train()
         batches = BucketBatches(torch.as_tensor(self.split.train), self.cpu_lengths, self.cfg.batch_size, gen)
         total, n = 0.0, 0
         for i, batch in enumerate(batches):
             xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
-            logits, _ = self.model(xb, lb)
-            loss = nn.functional.cross_entropy(logits, yb)
+            with self.autocast():
+                logits, _ = self.model(xb, lb)
+            loss = nn.functional.cross_entropy(logits.float(), yb)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -62,7 +66,9 @@ class FoldRun:
         cm = torch.zeros(N_CLASSES, N_CLASSES, dtype=torch.long)
         for batch in sorted_batches(torch.as_tensor(idx), self.cpu_lengths):
             xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
-            cm += confusion_matrix(yb, self.model(xb, lb)[0].argmax(1), N_CLASSES)
+            with self.autocast():
+                logits, _ = self.model(xb, lb)
+            cm += confusion_matrix(yb, logits.argmax(1), N_CLASSES)
         return cm
 
     def validate(self, epoch: int) -> float:
