@@ -104,3 +104,13 @@ def test_resume_from_state_gives_the_same_result(synth_store):
     first.step(), first.step()
     resumed = train(cfg, fs, state=first.state_dict())
     assert resumed.uar == straight.uar and resumed.confusion == straight.confusion
+
+
+def test_bf16_precision_trains_and_is_recorded(synth_store):
+    fs = load_store(synth_store)
+    r = train(TrainConfig(epochs=6, seed=3, threads=1, n_att=4, precision="bf16"), fs)
+    assert r.uar > 0.25 and r.protocol["folds"][0]["test_actors"] == [5, 6]
+    from sertune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        TrainConfig(precision="fp16")
