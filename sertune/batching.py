@@ -7,7 +7,7 @@ import torch
 from sertune.store import FeatureSet
 
 
-def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str) -> torch.Tensor:
+def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str, stats=None) -> torch.Tensor:
     """Normalised copy of the padded features; padding stays zero.
 
     ``global`` uses mean/std per coefficient over the training utterances' frames only, so no
@@ -22,7 +22,7 @@ def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str) -> torch.Tenso
         std = (s2 / n - mean.square()).clamp(min=0).sqrt()
         mean, std = mean.float(), std.float()
     else:
-        mean, std = train_statistics(fs, train_idx)
+        mean, std = stats if stats is not None else train_statistics(fs, train_idx)
     return (x - mean).div_(std.clamp(min=1e-5)).mul_(mask)
 
 

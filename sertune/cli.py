@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -51,8 +53,8 @@ def ray_options(f):
 
 
 def trial_options(f):
-    f = click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)(f)
-    f = click.option("--gpus-per-trial", type=float, default=None,
+    f = click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)(f)
+    f = click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None,
                      help="fractional GPUs per trial, e.g. 0.25 packs four trials on a GPU (default: 0.25 if the cluster has GPUs, else 0)")(f)
     return f
 
@@ -112,8 +114,8 @@ def prepare(data, store, force, skip_bad, address, num_cpus, num_gpus, **feature
     """Decode, resample and compute MFCC for a corpus into a sharded Parquet store (on Ray)."""
     from sertune.prepare import prepare as run
 
-    with ray_runtime.connect(address, num_cpus, num_gpus):
-        _, msg = run(data, store, FeatureConfig(**features), force=force, skip_bad=skip_bad)
+    _, msg = run(data, store, FeatureConfig(**features), force=force, skip_bad=skip_bad,
+                 address=address, num_cpus=num_cpus, num_gpus=num_gpus)  # Ray starts only if there is work
     click.echo(msg)
 
 
@@ -140,8 +142,10 @@ def train(store, out, **opts):
     training_result = run(cfg, fs, on_epoch=show)
     row = result_row(cfg, training_result, fs.store_hash, code_version())
     Path(out).mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(training_result.checkpoint, buf)
+    fsutil.write_bytes_atomic(os.path.join(out, "model.pt"), buf.getvalue())  # weights first: a result.json always has its model
     fsutil.write_bytes_atomic(os.path.join(out, "result.json"), json.dumps({**row, "history": training_result.history}, indent=2).encode())
-    torch.save(training_result.checkpoint, os.path.join(out, "model.pt"))
     click.echo(f"val UAR {training_result.val_uar:.4f} (best epoch {training_result.best_epoch})  "
                f"test UAR {training_result.uar:.4f}  -> {out}/result.json")
 
@@ -150,12 +154,12 @@ def train(store, out, **opts):
 @click.option("--store", required=True)
 @experiment_option
 @click.option("--space", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML/TOML search space (see README)")
-@click.option("--num-samples", type=int, default=20, show_default=True, help="Optuna trials")
-@click.option("--max-concurrent", type=int, default=0, show_default=True, help="0: as many as resources allow")
-@click.option("--grace-period", type=int, default=10, show_default=True, help="ASHA: epochs before a trial can be stopped")
-@click.option("--reduction-factor", type=int, default=3, show_default=True, help="ASHA reduction factor")
+@click.option("--num-samples", type=click.IntRange(min=1), default=20, show_default=True, help="Optuna trials")
+@click.option("--max-concurrent", type=click.IntRange(min=0), default=0, show_default=True, help="0: as many as resources allow")
+@click.option("--grace-period", type=click.IntRange(min=1), default=10, show_default=True, help="ASHA: epochs before a trial can be stopped")
+@click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True, help="ASHA reduction factor")
 @click.option("--search-seed", type=int, default=0, show_default=True, help="TPE sampler seed")
-@click.option("--max-failures", type=int, default=2, show_default=True, help="retries of a failed trial from its checkpoint")
+@click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="retries of a failed trial from its checkpoint")
 @train_options(skip=("--n-att", "--lr", "--batch-size", "--dropout", "--weight-decay", "--cycles"))
 @trial_options
 @ray_options
@@ -181,9 +185,12 @@ def parse_int_list(ctx, param, value):
     if value is None:
         return None
     try:
-        return tuple(int(v) for v in value.split(","))
+        values = tuple(dict.fromkeys(int(v) for v in value.split(",")))  # in order, once each
     except ValueError:
         raise click.BadParameter("a comma-separated list of integers, e.g. 1,2,4,8") from None
+    if min(values) < 1:
+        raise click.BadParameter("every N_att must be >= 1")
+    return values
 
 
 @cli.command()
@@ -194,7 +201,7 @@ def parse_int_list(ctx, param, value):
 @click.option("--config", "config_file", default=None, help="tuned configuration (default: the experiment's tune/best_config.json)")
 @click.option("--no-tuned", is_flag=True, help="use sertune's defaults (plus flags) instead of a tuned configuration")
 @click.option("--results", "results_path", default=None, help="results table (default: <experiment>/sweep/results.parquet; .csv on request)")
-@click.option("--max-failures", type=int, default=3, show_default=True)
+@click.option("--max-failures", type=click.IntRange(min=0), default=3, show_default=True)
 @train_options(skip=("--n-att", "--seed"))
 @trial_options
 @ray_options
@@ -255,7 +262,13 @@ _register_report()
 
 
 def main():
-    cli(prog_name="sertune")
+    import ray.exceptions
+
+    try:
+        cli(prog_name="sertune")
+    except ray.exceptions.RayError as e:  # a worker crash or a non-sertune error inside a task
+        click.echo(f"Error: {type(e).__name__}: {str(e).strip().splitlines()[-1]}", err=True)
+        sys.exit(8)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (1 <= self.cycles <= max(1, self.epochs), "cycles must be between 1 and epochs"),
             (self.epochs >= 1, "epochs must be >= 1"),
+            (self.folds == 0 or self.folds >= 3, "folds must be 0 (one fixed split) or >= 3"),
             (self.split in ("speaker", "random"), f"split {self.split!r} is not speaker or random"),
             (self.norm in ("global", "utterance"), f"norm {self.norm!r} is not global or utterance"),
             (self.precision in ("fp32", "bf16"), f"precision {self.precision!r} is not fp32 or bf16"),

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.fft
 import soundfile as sf
 
-from sertune.errors import CorpusError
+from sertune.errors import ConfigError, CorpusError
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,17 @@ class FeatureConfig:
         return asdict(self)
 
     def validate(self) -> "FeatureConfig":
-        if self.win_length > self.n_fft:
-            raise CorpusError(f"window {self.win_ms} ms ({self.win_length} samples) is longer than n_fft {self.n_fft}")
-        if self.fmax > self.sample_rate / 2:
-            raise CorpusError(f"fmax {self.fmax} Hz is above the Nyquist frequency of {self.sample_rate} Hz")
-        if not 1 <= self.n_mfcc <= self.n_mels:
-            raise CorpusError(f"n_mfcc {self.n_mfcc} must be between 1 and n_mels {self.n_mels}")
+        checks = [
+            (self.sample_rate > 0 and self.n_fft > 0, "sample rate and n_fft must be positive"),
+            (self.hop_length >= 1, f"hop {self.hop_ms} ms is under one sample"),
+            (1 <= self.win_length <= self.n_fft, f"window {self.win_ms} ms ({self.win_length} samples) must be 1..n_fft ({self.n_fft})"),
+            (0 <= self.fmin < self.fmax, f"need 0 <= fmin < fmax (got {self.fmin}, {self.fmax})"),
+            (self.fmax <= self.sample_rate / 2, f"fmax {self.fmax} Hz is above the Nyquist frequency {self.sample_rate / 2:g} Hz"),
+            (1 <= self.n_mfcc <= self.n_mels, f"n_mfcc {self.n_mfcc} must be between 1 and n_mels {self.n_mels}"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise ConfigError(f"feature parameters: {problem}")
         return self
 
 

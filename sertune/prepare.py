@@ -28,12 +28,13 @@ def ray_task_runner():
 
 
 def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, skip_bad: bool = False,
-            address: str | None = None, progress: bool = True) -> tuple[dict | None, str]:
+            address: str | None = None, progress: bool = True, num_cpus: int | None = None,
+            num_gpus: float | None = None) -> tuple[dict | None, str]:
     """Build the store; returns (manifest or None if it was already up to date, message)."""
     plan = plan_build(data, store, config, force)
     if plan is None:
         return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
-    with ray_runtime.connect(address), tqdm(
+    with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
         total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
     ) as bar:
         manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)

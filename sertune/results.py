@@ -7,7 +7,6 @@ A row is one finished training run: one (n_att, seed) pair of a sweep. The table
 from __future__ import annotations
 
 import io
-import json
 
 import pandas as pd
 import pyarrow as pa
@@ -95,7 +94,8 @@ def read_table(location: str) -> pd.DataFrame:
     data = fsutil.read_bytes(location)
     try:
         if str(location).lower().endswith(".csv"):
-            return pd.read_csv(io.BytesIO(data))
+            text_columns = [f.name for f in RESULTS_SCHEMA if f.type == pa.string()]
+            return pd.read_csv(io.BytesIO(data), dtype={c: str for c in text_columns})
         return pq.read_table(io.BytesIO(data)).to_pandas()
     except Exception as e:  # pyarrow and pandas raise many types for a bad file
         raise ResultsError(f"{location}: not a readable {'CSV' if str(location).endswith('.csv') else 'Parquet'} file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
@@ -143,7 +143,3 @@ def done_pairs(location: str) -> set[tuple[int, int]]:
         return set()
     df = read_results(location)
     return set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
-
-
-def row_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True)

@@ -30,6 +30,7 @@ from sertune.features import FeatureConfig, MfccExtractor
 SCHEMA_VERSION = 1
 FORMAT = "sertune-mfcc-store"
 MANIFEST = "manifest.json"
+MARKER = ".sertune-store"  # written first: a folder with it is ours, even if a build broke off
 SHARD_SCHEMA = pa.schema(
     [
         ("utt_id", pa.string()),
@@ -174,11 +175,13 @@ def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> Bui
         return plan
     if fsutil.is_dir(plan.store) and not _dir_has_entries(plan.store):
         return plan
+    ours = fsutil.exists(fsutil.join(plan.store, MARKER))
     try:
         old = read_manifest(plan.store)
     except StoreError as e:
-        if force and fsutil.exists(fsutil.join(plan.store, MANIFEST)):
-            return plan
+        has_manifest = fsutil.exists(fsutil.join(plan.store, MANIFEST))
+        if (ours and not has_manifest) or (force and has_manifest):
+            return plan  # an interrupted build of ours, or one of another schema the user asked to replace
         raise StoreError(f"{e.message}; refusing to overwrite it") from None
     same = old["features"] == config.to_dict() and old["corpus"]["fingerprint"] == plan.fingerprint
     if force:
@@ -211,6 +214,8 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
         if not local and fsutil.exists(fsutil.join(staging, MANIFEST)):
             fs.delete_file(fsutil.join(staging_path, MANIFEST))  # no longer complete from here on
         fs.create_dir(f"{staging_path}/shards", recursive=True)
+        with fs.open_output_stream(f"{staging_path}/{MARKER}") as f:
+            f.write(b"sertune feature store\n")
         tasks = [(int(actor), rows.to_dict("records"), plan.config, staging, plan.data)
                  for actor, rows in plan.table.groupby("actor")]
         shards, skipped = [], []

@@ -8,6 +8,7 @@ folds advance in lockstep, so a scheduler sees one validation UAR per epoch eith
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -38,17 +39,23 @@ class FoldRun:
         self.cpu_lengths = fs.lengths
         self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.opt, T_0=max(1, cfg.epochs // cfg.cycles))
+        steps = cfg.epochs * len(self.batches(torch.Generator()))
+        # Cosine annealing with warm restarts, stepped per batch, with exactly `cycles` whole
+        # cycles in the budget (CosineAnnealingWarmRestarts needs an integer period in epochs).
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: 0.5 * (1 + math.cos(math.pi * ((step * cfg.cycles / steps) % 1.0))))
         self.best_uar, self.best_epoch, self.best_state = -1.0, 0, None
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
-    def train_epoch(self, epoch: int, gen: torch.Generator) -> float:
+    def batches(self, gen: torch.Generator) -> BucketBatches:
+        return BucketBatches(torch.as_tensor(self.split.train), self.cpu_lengths, self.cfg.batch_size, gen)
+
+    def train_epoch(self, gen: torch.Generator) -> float:
         self.model.train()
-        batches = BucketBatches(torch.as_tensor(self.split.train), self.cpu_lengths, self.cfg.batch_size, gen)
         total, n = 0.0, 0
-        for i, batch in enumerate(batches):
+        for batch in self.batches(gen):
             xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
             with self.autocast():
                 logits, _ = self.model(xb, lb)
@@ -56,7 +63,7 @@ class FoldRun:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            self.sched.step(epoch + (i + 1) / len(batches))  # smooth cosine within the epoch
+            self.sched.step()
             total, n = total + loss.item() * len(batch), n + len(batch)
         return total / max(n, 1)
 
@@ -124,14 +131,17 @@ class Training:
         self.splits = make_splits(fs.meta, cfg.split, cfg.folds, cfg.split_seed)
         self.folds = []
         for split in self.splits:
-            x = normalize(fs, torch.as_tensor(split.train), cfg.norm).to(device)
+            train_idx = torch.as_tensor(split.train)
+            stats = train_statistics(fs, train_idx) if cfg.norm == "global" else None
+            x = normalize(fs, train_idx, cfg.norm, stats).to(device)
             self.folds.append(FoldRun(cfg, split, x, fs, device))
+            self.folds[-1].norm_stats = stats  # kept for the checkpoint: a model needs its normalisation
         self.epoch, self.history, self.started = 0, [], time.perf_counter()
 
     def step(self) -> dict:
         """Train every fold one epoch and validate; the metrics a scheduler sees."""
         t0 = time.perf_counter()
-        losses = [f.train_epoch(self.epoch, self.gen) for f in self.folds]
+        losses = [f.train_epoch(self.gen) for f in self.folds]
         vals = [f.validate(self.epoch + 1) for f in self.folds]
         self.epoch += 1
         metrics = {
@@ -165,9 +175,8 @@ class Training:
         normalisation, the training speakers' statistics."""
         folds = []
         for f in self.folds:
-            stats = train_statistics(self._fs, torch.as_tensor(f.split.train)) if self.cfg.norm == "global" else None
             folds.append({"weights": f.best_state, "best_epoch": f.best_epoch, "split": f.split.describe(),
-                          "norm_mean_std": stats})
+                          "norm_mean_std": f.norm_stats})
         return {"config": self.cfg.to_dict(), "store_hash": self._fs.store_hash, "folds": folds}
 
     def state_dict(self) -> dict:

@@ -84,7 +84,9 @@ def _request(store: str, base: TrainConfig, space: dict, s: TuneSettings) -> dic
     runtime = {"device", "threads", "cpus_per_trial", "gpus_per_trial", "max_failures", "max_concurrent"}
     settings = {k: v for k, v in s.__dict__.items() if k not in runtime}
     train = {k: v for k, v in base.to_dict().items() if k not in runtime and k not in TUNED_KNOBS}
-    return json.loads(json.dumps({"store": store, "train": train, "space": space, "settings": settings}))
+    store_hash = read_manifest(store)["store_hash"]  # a store rebuilt at the same path is another experiment
+    return json.loads(json.dumps({"store": store, "store_hash": store_hash, "train": train, "space": space,
+                                  "settings": settings}))
 
 
 def _check_same_request(exp: str, request: dict) -> None:
@@ -126,7 +128,7 @@ def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettin
     _check_finished(grid, s.num_samples)
     ok = [r for r in grid if r.error is None and r.metrics and METRIC in r.metrics]
     if not ok:
-        errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
+        errors = [str(r.error).strip().splitlines()[-1] for r in grid if r.error is not None]
         raise TrialError(f"no tune trial finished ({len(errors)} failed: {errors[0] if errors else 'no results'})")
     best = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
     tuned = {k: best.config[k] for k in TUNED_KNOBS if k in best.config}

@@ -175,3 +175,20 @@ def test_mfcc_equals_librosa_reference(real_16k, real_48k):
                                    win_length=c.win_length, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax).T
         assert ours.shape == ref.shape
         assert np.abs(ours - ref).max() < 1e-2 * np.abs(ref).max()
+
+
+def test_interrupted_uri_build_can_be_rebuilt(synth_corpus, tmp_path, ray_local):
+    """On object stores a build happens in place; one that broke off must not block the next."""
+    data = small_corpus(synth_corpus, tmp_path / "data", actors=(1,))
+    bad = data / "Actor_01" / "03-01-02-01-01-01-01.wav"
+    good = bad.read_bytes()
+    bad.write_bytes(b"junk")
+    uri = f"file://{tmp_path}/uri-store"
+    assert prepare("--data", data, "--store", uri).exit_code == 3
+    assert (tmp_path / "uri-store" / ".sertune-store").exists() and not (tmp_path / "uri-store" / "manifest.json").exists()
+    with pytest.raises(StoreError, match="no manifest"):
+        load_store(uri)
+    bad.write_bytes(good)
+    r = prepare("--data", data, "--store", uri)
+    assert r.exit_code == 0, r.output
+    assert len(load_store(uri)) == 60

@@ -98,3 +98,19 @@ def test_sweep_results_and_rerun(synth_store, tmp_path):
     r = run(*args[:-4], "--seeds", 3, "--epochs", 3)
     assert r.exit_code == 0 and "2 run now" in r.output
     assert len(results.read_results(str(path))) == 6
+
+
+def test_bad_options_are_one_line_errors(synth_store, synth_corpus, tmp_path):
+    cases = [
+        (["tune", "--store", synth_store, "--experiment-dir", tmp_path, "--reduction-factor", 1], 2, "reduction-factor"),
+        (["sweep", "--store", synth_store, "--experiment-dir", tmp_path, "--no-tuned", "--n-att", "0,1"], 2, "N_att must be >= 1"),
+        (["prepare", "--data", synth_corpus, "--store", tmp_path / "s", "--hop-ms", 0], 2, "hop 0.0 ms is under one sample"),
+        (["prepare", "--data", synth_corpus, "--store", tmp_path / "s", "--fmax", 9000], 2, "Nyquist frequency 8000 Hz"),
+        (["train", "--store", synth_store, "--folds", 2], 2, "folds must be 0"),
+        (["train", "--store", tmp_path / "nostore"], 4, "no such store"),
+    ]
+    for args, code, message in cases:
+        r = run(*args)
+        assert r.exit_code == code and message in r.output, (args, r.output)
+        assert "Traceback" not in r.output and r.output.strip().count("\n") <= 3
+    assert not (tmp_path / "s").exists()
