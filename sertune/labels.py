@@ -4,8 +4,6 @@ EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "s
 EMOTION_CODES = {f"{i + 1:02d}": e for i, e in enumerate(EMOTIONS)}
 INTENSITIES = {"01": "normal", "02": "strong"}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
-MODALITIES = {"01": "audio-video", "02": "video-only", "03": "audio-only"}
-CHANNELS = {"01": "speech", "02": "song"}
 N_CLASSES = len(EMOTIONS)
 
 
