@@ -53,7 +53,8 @@ def _from_actors(meta: pd.DataFrame, train, val, test, fold=None) -> Split:
 
 def speaker_split(meta: pd.DataFrame, groups: int = 6) -> Split:
     """Last group tests, the one before validates, the rest trains."""
-    g = actor_groups(meta, min(groups, len(_by_gender(meta)[0]), len(_by_gender(meta)[1])))
+    males, females = _by_gender(meta)
+    g = actor_groups(meta, min(groups, len(males), len(females)))
     if len(g) < 3:
         raise ConfigError("a speaker-independent split needs at least 3 actors of each gender")
     return _from_actors(meta, sum(g[:-2], []), g[-2], g[-1])

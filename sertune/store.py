@@ -12,14 +12,18 @@ import functools
 import hashlib
 import io
 import json
+import os
 import uuid
 from dataclasses import dataclass
 
+import librosa
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import soundfile
 import torch
 
 from sertune import __version__, fsutil
@@ -71,9 +75,6 @@ def read_manifest(store: str) -> dict:
 
 
 def _versions() -> dict:
-    import librosa
-    import soundfile
-
     return {
         "sertune": __version__,
         "librosa": librosa.__version__,
@@ -85,8 +86,6 @@ def _versions() -> dict:
 
 def _corpus_fingerprint(table: pd.DataFrame) -> str:
     """Names and sizes of the source files: a changed corpus means a different store."""
-    import os
-
     h = hashlib.sha256()
     for utt, path in zip(table["utt_id"], table["path"]):
         h.update(f"{utt}:{os.path.getsize(path)}\n".encode())
@@ -135,8 +134,6 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
 
 
 def _shard_bytes(rows: list[dict], root: str) -> bytes:
-    import os
-
     cols = {name: [] for name in SHARD_SCHEMA.names}
     for r in rows:
         for name in META_COLUMNS:
@@ -195,8 +192,6 @@ def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> Bui
 
 
 def _dir_has_entries(location: str) -> bool:
-    import pyarrow.fs as pafs
-
     fs, path = fsutil.resolve(location)
     return bool(fs.get_file_info(pafs.FileSelector(path, recursive=False)))
 
