@@ -25,7 +25,7 @@ def corpus(data: str, tmp: Path, actors: int = 8) -> str:
     """A corpus folder: ``data`` itself, or the built-in synthetic corpus written under ``tmp``."""
     if data != SYNTHETIC:
         return str(data)
-    from sertune.synthetic import write_corpus
+    from sertune.audio.synthetic import write_corpus
 
     write_corpus(tmp / "corpus", actors=actors)
     return str(tmp / "corpus")
@@ -37,8 +37,8 @@ def store_from_args(args, tmp: Path) -> str:
         from sertune import fsutil
 
         return fsutil.normalize(args.store)  # Tune runs trials in their own working directories
-    from sertune.features import FeatureConfig
-    from sertune.prepare import prepare
+    from sertune.config import FeatureConfig
+    from sertune.store.prepare import prepare
 
     data = corpus(args.data, tmp, args.actors)
     store = str(tmp / "store")

@@ -33,14 +33,14 @@ from torch.nn.utils.rnn import pad_sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REAL_DATA, add_store_args, median, store_from_args, table  # noqa: E402
 
-from sertune.batching import BucketBatches, train_statistics  # noqa: E402
+from sertune.training.batching import BucketBatches, train_statistics  # noqa: E402
 from sertune.config import TrainConfig  # noqa: E402
-from sertune.labels import N_CLASSES  # noqa: E402
-from sertune.metrics import confusion_matrix, uar  # noqa: E402
-from sertune.model import AttentionLSTM  # noqa: E402
-from sertune.splits import make_splits  # noqa: E402
-from sertune.store import load_store  # noqa: E402
-from sertune.train import train  # noqa: E402
+from sertune.audio.labels import N_CLASSES  # noqa: E402
+from sertune.training.metrics import confusion_matrix, uar  # noqa: E402
+from sertune.training.model import AttentionLSTM  # noqa: E402
+from sertune.training.splits import make_splits  # noqa: E402
+from sertune.store.load import load_store  # noqa: E402
+from sertune.training.loop import train  # noqa: E402
 
 
 def plain_loop(fs, split, cfg: TrainConfig, device: torch.device) -> dict:

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REAL_DATA, SYNTHETIC, corpus, median, table  # noqa: E402
 
 from sertune import ray_runtime  # noqa: E402
-from sertune.corpus import scan  # noqa: E402
-from sertune.features import FeatureConfig  # noqa: E402
-from sertune.prepare import prepare  # noqa: E402
+from sertune.audio.corpus import scan  # noqa: E402
+from sertune.config import FeatureConfig  # noqa: E402
+from sertune.store.prepare import prepare  # noqa: E402
 
 
 def sequential(paths: list[str], c: FeatureConfig) -> None:

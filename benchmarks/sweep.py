@@ -33,9 +33,10 @@ from _common import SYNTHETIC, add_store_args, store_from_args, table  # noqa: E
 
 from sertune import ray_runtime, results  # noqa: E402
 from sertune.config import TrainConfig  # noqa: E402
-from sertune.store import load_store  # noqa: E402
-from sertune.sweep import SweepSettings, run_sweep  # noqa: E402
-from sertune.train import train  # noqa: E402
+from sertune.store.load import load_store  # noqa: E402
+from sertune.experiment import SweepSettings
+from sertune.trials.sweep import run_sweep  # noqa: E402
+from sertune.training.loop import train  # noqa: E402
 
 GPU_FRACTIONS = (1, 0.5, 0.25, 0.125)
 

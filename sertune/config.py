@@ -1,4 +1,7 @@
-"""The training configuration: the paper's five tuned knobs plus model, protocol and runtime."""
+"""The configurations, with their defaults and rules: features (audio -> store) and training.
+
+Light on purpose (no librosa, torch or Ray): the command line reads its defaults from here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,46 @@ from dataclasses import asdict, dataclass, fields, replace
 from sertune.errors import ConfigError
 
 TUNED_KNOBS = ("lr", "batch_size", "dropout", "weight_decay", "cycles")
+# Fields that say where and how fast a run goes, not what it computes: two runs that differ only
+# here are the same experiment. Everything else in TrainConfig (precision included) is identity.
+RUNTIME_FIELDS = ("device", "threads")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000  # every file is resampled to this before analysis
+    n_mfcc: int = 34
+    n_fft: int = 512
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: float = 8000.0
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> "FeatureConfig":
+        checks = [
+            (self.sample_rate > 0 and self.n_fft > 0, "sample rate and n_fft must be positive"),
+            (self.hop_length >= 1, f"hop {self.hop_ms} ms is under one sample"),
+            (1 <= self.win_length <= self.n_fft, f"window {self.win_ms} ms ({self.win_length} samples) must be 1..n_fft ({self.n_fft})"),
+            (0 <= self.fmin < self.fmax, f"need 0 <= fmin < fmax (got {self.fmin}, {self.fmax})"),
+            (self.fmax <= self.sample_rate / 2, f"fmax {self.fmax} Hz is above the Nyquist frequency {self.sample_rate / 2:g} Hz"),
+            (1 <= self.n_mfcc <= self.n_mels, f"n_mfcc {self.n_mfcc} must be between 1 and n_mels {self.n_mels}"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise ConfigError(f"feature parameters: {problem}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -29,10 +72,10 @@ class TrainConfig:
     folds: int = 0  # > 1: actor k-fold cross-validation, results are the mean over folds
     split_seed: int = 0  # for the random split only
     norm: str = "global"  # global: train-speaker mean/std per coefficient; utterance: per-utterance CMVN
-    # runtime: not part of the experiment's identity
+    precision: str = "fp32"  # bf16: autocast (AVX512-BF16/AMX CPUs, recent GPUs), ~2x faster LSTM steps
+    # runtime (RUNTIME_FIELDS): not part of the experiment's identity
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    precision: str = "fp32"  # bf16: autocast (AVX512-BF16/AMX CPUs, recent GPUs), ~2x faster LSTM steps
 
     def __post_init__(self):
         checks = [
@@ -70,3 +113,8 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return replace(self, **changes)
+
+    def identity(self, exclude: tuple[str, ...] = ()) -> dict:
+        """The fields that make two runs the same experiment, less ``exclude`` (what a stage
+        searches or sweeps)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS and k not in exclude}

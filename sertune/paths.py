@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 from sertune import fsutil
-
-DEFAULT_EXPERIMENT_DIR = "sertune-experiment"
+from sertune.experiment import DEFAULT_EXPERIMENT_DIR
 
 
 def experiment_dir(location: str | None = None) -> str:

@@ -11,8 +11,6 @@ import logging
 import os
 import sys
 
-import ray
-
 LOCAL_IP = os.environ.get("SERTUNE_LOCAL_IP", "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1")
 
 
@@ -23,6 +21,8 @@ def resolve_address(address: str | None) -> str | None:
 @contextlib.contextmanager
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None):
     """Yield with Ray initialised; shut it down afterwards only if this call started it."""
+    import ray  # here, not at the top: `sertune --help` and Ray-less commands never pay for it
+
     if ray.is_initialized():
         yield
         return
@@ -45,8 +45,12 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: f
 
 
 def cluster_cpus() -> int:
+    import ray
+
     return int(ray.cluster_resources().get("CPU", 1))
 
 
 def cluster_gpus() -> float:
+    import ray
+
     return float(ray.cluster_resources().get("GPU", 0))

@@ -6,15 +6,18 @@ A row is one finished training run: one (n_att, seed) pair of a sweep. The table
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
+import socket
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sertune import fsutil
+from sertune.audio.labels import EMOTIONS
 from sertune.errors import ResultsError
-from sertune.labels import EMOTIONS
 
 RECALL_COLUMNS = tuple(f"recall_{e}" for e in EMOTIONS)
 
@@ -143,3 +146,30 @@ def done_pairs(location: str) -> set[tuple[int, int]]:
         return set()
     df = read_results(location)
     return set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
+
+
+def result_row(cfg, r, store_hash: str, code_version: str) -> dict:
+    """The results row of one finished run (``cfg``: TrainConfig, ``r``: TrainResult); the same
+    for a sweep trial and for `sertune train`."""
+    row = {
+        "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "val_uar": r.val_uar,
+        "best_epoch": r.best_epoch, "epochs": r.epochs,
+        "confusion": json.dumps(r.confusion),
+        "config": cfg.to_json(), "protocol": json.dumps(r.protocol, sort_keys=True),
+        "store_hash": store_hash, "code_version": code_version,
+        "node": socket.gethostname() + "/" + _node_ip(), "wall_time_s": r.wall_time_s,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    row.update(dict(zip(RECALL_COLUMNS, r.recall)))
+    return row
+
+
+def _node_ip() -> str:
+    """The Ray node's address inside a trial; "local" outside Ray (no Ray import for that)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return "local"
+    import ray
+
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "local"

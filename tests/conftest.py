@@ -45,7 +45,7 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
-    from sertune.synthetic import write_corpus
+    from sertune.audio.synthetic import write_corpus
 
     out = tmp_path_factory.mktemp("corpus")
     write_corpus(out, actors=6, seed=0)
@@ -54,8 +54,8 @@ def synth_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_store(synth_corpus, tmp_path_factory, ray_local) -> str:
-    from sertune.features import FeatureConfig
-    from sertune.prepare import prepare
+    from sertune.config import FeatureConfig
+    from sertune.store.prepare import prepare
 
     store = str(tmp_path_factory.mktemp("stores") / "synth")
     prepare(str(synth_corpus), store, FeatureConfig(), progress=False)

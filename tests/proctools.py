@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -171,9 +172,20 @@ def filtered_env(foreign: Iterable[str] = RAY_VARS) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in foreign and not k.startswith("SERTUNE_")}
 
 
+BIN = str(Path(sys.executable).parent)  # this interpreter's bin/: its `ray` and `sertune`, not the caller's PATH's
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """`filtered_env` for a `sertune` or `ray` subprocess: unbuffered, no usage stats, and ``extra``."""
-    return {**filtered_env(), "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+    """`filtered_env` for a `sertune` or `ray` subprocess: unbuffered, no usage stats, this
+    interpreter's bin/ first on PATH, and ``extra``."""
+    env = filtered_env()
+    env["PATH"] = os.pathsep.join([BIN, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != BIN)])
+    return {**env, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def tool(name: str) -> str:
+    """The path of this interpreter's ``ray`` or ``sertune``."""
+    return os.path.join(BIN, name)
 
 
 def free_port() -> int:
@@ -208,9 +220,9 @@ def gcs_nodes(address: str, token: str | None = None, timeout: float = 10.0) -> 
 def synthetic_store(tmp_path_factory) -> str:
     """The built-in corpus (6 actors) and its store, built once per pytest session in-process
     (no Ray), under the session's base temp dir so that every test module reuses it."""
-    from sertune.features import FeatureConfig
-    from sertune.store import build_store, extract_shard, plan_build
-    from sertune.synthetic import write_corpus
+    from sertune.config import FeatureConfig
+    from sertune.store.build import build_store, extract_shard, plan_build
+    from sertune.audio.synthetic import write_corpus
 
     base = tmp_path_factory.getbasetemp() / "sertune-synthetic-6"
     store = base / "store"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from sertune.corpus import parse_name, scan
+from sertune.audio.corpus import parse_name, scan
 from sertune.errors import CorpusError
 
 

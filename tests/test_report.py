@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 from scipy.special import betainc
 
-from sertune import report
-from sertune.report import report_command
+from sertune.cli.report import report as report_command
+from sertune.report import figures
+from sertune.report.summary import summarize
 
 DATA = {
     1: [0.548, 0.556, 0.551, 0.559, 0.545],
@@ -316,10 +317,10 @@ def legend_texts(fig):
 
 def test_kde_default_and_extra_curves(results_parquet, tmp_path):
     df = frame(DATA)
-    summary = report.summarize(df)
-    assert report.kde_selection(summary) == [1, 64]
-    assert report.kde_selection(summary, [4, 1]) == [1, 64, 4]
-    texts = legend_texts(report.kde_figure(df, [1, 64, 4]))
+    summary = summarize(df)
+    assert figures.kde_selection(summary) == [1, 64]
+    assert figures.kde_selection(summary, [4, 1]) == [1, 64, 4]
+    texts = legend_texts(figures.kde_figure(df, [1, 64, 4]))
     assert [t.split(" ")[0] for t in texts] == ["LSTM-v-1", "LSTM-v-64", "LSTM-v-4"]
     res = run(["--results", results_parquet, "--out", tmp_path / "o", "--kde", "4"])
     assert res.exit_code == 0, res.output
@@ -327,15 +328,15 @@ def test_kde_default_and_extra_curves(results_parquet, tmp_path):
 
 def test_kde_falls_back_for_constant_group():
     df = frame({1: DATA[1], 64: [0.56, 0.56, 0.56]})
-    texts = legend_texts(report.kde_figure(df, [1, 64]))
+    texts = legend_texts(figures.kde_figure(df, [1, 64]))
     assert "no KDE" not in texts[0]
     assert "LSTM-v-64" in texts[1] and "no KDE" in texts[1]
-    assert report.kde_png(df, [1, 64])[:8] == PNG_MAGIC
+    assert figures.kde_png(df, [1, 64])[:8] == PNG_MAGIC
 
 
 def test_uar_vs_natt_log2_ticks():
     df = frame(DATA)
-    fig = report.uar_vs_natt_figure(df, report.summarize(df))
+    fig = figures.uar_vs_natt_figure(df, summarize(df))
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8", "16", "32", "64"]
@@ -344,14 +345,14 @@ def test_uar_vs_natt_log2_ticks():
 
 def test_summarize_sorted_and_columns():
     shuffled = frame(DATA).sample(frac=1, random_state=0)
-    s = report.summarize(shuffled)
+    s = summarize(shuffled)
     assert list(s["n_att"]) == [1, 4, 64]
     assert list(s.columns[: len(CSV_COLUMNS)]) == CSV_COLUMNS
 
 
 def test_uar_vs_natt_marks_single_seed_config():
     df = frame({**DATA, 8: [0.575]})
-    texts = legend_texts(report.uar_vs_natt_figure(df, report.summarize(df)))
+    texts = legend_texts(figures.uar_vs_natt_figure(df, summarize(df)))
     assert "< 2 seeds: no std" in texts
-    texts = legend_texts(report.uar_vs_natt_figure(frame(DATA), report.summarize(frame(DATA))))
+    texts = legend_texts(figures.uar_vs_natt_figure(frame(DATA), summarize(frame(DATA))))
     assert "< 2 seeds: no std" not in texts and "mean ± std" in texts

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import betainc
 
-from sertune.stats import NotComputable, WelchResult, hedges_g, holm, welch
+from sertune.report.stats import NotComputable, WelchResult, hedges_g, holm, welch
 
 
 def two_sided_p(t: float, df: float) -> float:

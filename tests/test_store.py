@@ -7,12 +7,14 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from sertune.batching import normalize
+from sertune.training.batching import normalize
 from sertune.cli import cli
 from sertune.errors import StoreError
-from sertune.features import FeatureConfig, MfccExtractor
-from sertune.splits import make_splits
-from sertune.store import load_store, read_manifest, verify_store
+from sertune.audio.features import MfccExtractor
+from sertune.config import FeatureConfig
+from sertune.training.splits import make_splits
+from sertune.store.load import load_store, verify_store
+from sertune.store.schema import read_manifest
 
 
 def prepare(*args):

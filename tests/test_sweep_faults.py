@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from proctools import (HEAD_IP, WORKER_IP, Procs, clean_env, cmdline, free_port, gcs_nodes, node_ports,
+from proctools import (tool, HEAD_IP, WORKER_IP, Procs, clean_env, cmdline, free_port, gcs_nodes, node_ports,
                        session_pids, synthetic_store, tail, wait_gone, wait_or_fail)
 
 from sertune.results import read_results
@@ -153,7 +153,7 @@ def test_rerun_of_a_finished_sweep_runs_nothing(killed_sweep_faults, tmp_path):
 
 def _ray_start(procs: Procs, args: list[str], env: dict, log: Path) -> int:
     """`ray start ...`; returns its session id: the node's daemons stay in that session."""
-    proc = procs.popen([shutil.which("ray") or "ray", "start", *args], env, log)
+    proc = procs.popen([tool("ray"), "start", *args], env, log)
     if wait_or_fail(proc, 120, log) != 0:
         pytest.fail(f"ray start {' '.join(args)} failed:\n{tail(log)}")
     return proc.pid

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from sertune import results
 from sertune.cli import cli
 from sertune.config import TrainConfig
-from sertune.tuning import load_best_config
+from sertune.trials.tune import load_best_config
 
 
 def run(*args):

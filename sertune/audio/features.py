@@ -2,51 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import librosa
 import numpy as np
 import scipy.fft
 import soundfile as sf
 
-from sertune.errors import ConfigError, CorpusError
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    sample_rate: int = 16000  # every file is resampled to this before analysis
-    n_mfcc: int = 34
-    n_fft: int = 512
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_mels: int = 64
-    fmin: float = 0.0
-    fmax: float = 8000.0
-
-    @property
-    def win_length(self) -> int:
-        return round(self.sample_rate * self.win_ms / 1000)
-
-    @property
-    def hop_length(self) -> int:
-        return round(self.sample_rate * self.hop_ms / 1000)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> "FeatureConfig":
-        checks = [
-            (self.sample_rate > 0 and self.n_fft > 0, "sample rate and n_fft must be positive"),
-            (self.hop_length >= 1, f"hop {self.hop_ms} ms is under one sample"),
-            (1 <= self.win_length <= self.n_fft, f"window {self.win_ms} ms ({self.win_length} samples) must be 1..n_fft ({self.n_fft})"),
-            (0 <= self.fmin < self.fmax, f"need 0 <= fmin < fmax (got {self.fmin}, {self.fmax})"),
-            (self.fmax <= self.sample_rate / 2, f"fmax {self.fmax} Hz is above the Nyquist frequency {self.sample_rate / 2:g} Hz"),
-            (1 <= self.n_mfcc <= self.n_mels, f"n_mfcc {self.n_mfcc} must be between 1 and n_mels {self.n_mels}"),
-        ]
-        for ok, problem in checks:
-            if not ok:
-                raise ConfigError(f"feature parameters: {problem}")
-        return self
+from sertune.config import FeatureConfig
+from sertune.errors import CorpusError
 
 
 def load_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sertune.store import FeatureSet
+from sertune.store.load import FeatureSet
 
 
 def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str, stats=None) -> torch.Tensor:

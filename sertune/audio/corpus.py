@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from sertune.errors import CorpusError
-from sertune.labels import EMOTION_CODES, EMOTIONS, INTENSITIES, STATEMENTS, gender_of
+from sertune.audio.labels import EMOTION_CODES, EMOTIONS, INTENSITIES, STATEMENTS, gender_of
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")

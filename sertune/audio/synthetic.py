@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sertune.labels import EMOTIONS, gender_of
+from sertune.audio.labels import EMOTIONS, gender_of
 
 
 @dataclass(frozen=True)

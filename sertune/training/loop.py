@@ -8,42 +8,62 @@ folds advance in lockstep, so a scheduler sees one validation UAR per epoch eith
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from sertune.batching import BucketBatches, gather, normalize, sorted_batches, train_statistics
+from sertune.audio.labels import EMOTIONS, N_CLASSES
 from sertune.config import TrainConfig
-from sertune.labels import EMOTIONS, N_CLASSES
-from sertune.metrics import confusion_matrix, per_class_recall, uar
-from sertune.model import AttentionLSTM
-from sertune.splits import Split, make_splits
-from sertune.store import FeatureSet
+from sertune.errors import ConfigError
+from sertune.store.load import FeatureSet
+from sertune.training.batching import BucketBatches, gather, normalize, sorted_batches, train_statistics
+from sertune.training.metrics import confusion_matrix, per_class_recall, uar
+from sertune.training.model import AttentionLSTM
+from sertune.training.schedule import cosine_restarts
+from sertune.training.splits import Split, make_splits
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: not a torch device (auto, cpu, cuda, cuda:1 ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this torch sees no CUDA device; use --device cpu or auto")
+    return device
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 needs a bfloat16 LSTM kernel: oneDNN has one only on CPUs with AVX512-BF16/AMX.
+    Found out on a tiny LSTM now, rather than as a kernel error in the first batch."""
+    if precision != "bf16":
+        return
+    lstm = nn.LSTM(2, 2, batch_first=True).to(device)
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 2, 2, device=device))
+    except RuntimeError:
+        raise ConfigError(f"--precision bf16: no bfloat16 LSTM kernel on this {device.type} "
+                          "(CPUs need AVX512-BF16 or AMX); use --precision fp32") from None
 
 
 class FoldRun:
     """Model, optimiser and schedule for one split, and the best weights seen so far."""
 
-    def __init__(self, cfg: TrainConfig, split: Split, x: torch.Tensor, fs: FeatureSet, device: torch.device):
+    def __init__(self, cfg: TrainConfig, split: Split, x: torch.Tensor, fs: FeatureSet, device: torch.device,
+                 norm_stats: tuple[torch.Tensor, torch.Tensor] | None):
         self.cfg, self.split, self.device = cfg, split, device
+        self.norm_stats = norm_stats  # kept for the checkpoint: a model needs its normalisation
         self.x, self.lengths, self.labels = x, fs.lengths.to(device), fs.labels.to(device)
         self.cpu_lengths = fs.lengths
         self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * len(self.batches(torch.Generator()))
-        # Cosine annealing with warm restarts, stepped per batch, with exactly `cycles` whole
-        # cycles in the budget (CosineAnnealingWarmRestarts needs an integer period in epochs).
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: 0.5 * (1 + math.cos(math.pi * ((step * cfg.cycles / steps) % 1.0))))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: cosine_restarts(step, steps, cfg.cycles))
         self.best_uar, self.best_epoch, self.best_state = -1.0, 0, None
 
     def autocast(self):
@@ -128,14 +148,14 @@ class Training:
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         device = pick_device(cfg.device)
+        check_precision(cfg.precision, device)
         self.splits = make_splits(fs.meta, cfg.split, cfg.folds, cfg.split_seed)
         self.folds = []
         for split in self.splits:
             train_idx = torch.as_tensor(split.train)
             stats = train_statistics(fs, train_idx) if cfg.norm == "global" else None
             x = normalize(fs, train_idx, cfg.norm, stats).to(device)
-            self.folds.append(FoldRun(cfg, split, x, fs, device))
-            self.folds[-1].norm_stats = stats  # kept for the checkpoint: a model needs its normalisation
+            self.folds.append(FoldRun(cfg, split, x, fs, device, stats))
         self.epoch, self.history, self.started = 0, [], time.perf_counter()
 
     def step(self) -> dict:

@@ -1,8 +1,7 @@
-"""The MFCC feature store: sharded Parquet (one shard per actor) plus a manifest.
-
-A store is complete exactly when ``manifest.json`` exists and lists its shards, because the
-manifest is written last. Locally the whole store is built beside its final path and renamed
-into place, so an interrupted build leaves no directory at STORE at all.
+"""Building a feature store: plan, per-actor extraction (run as Ray tasks by ``prepare``),
+manifest, publishing. Locally the whole store is built beside its final path and renamed into
+place, so an interrupted build leaves no directory at STORE at all; on object stores the
+manifest is written last and a ``.sertune-store`` marker first.
 """
 
 from __future__ import annotations
@@ -20,59 +19,16 @@ import librosa
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import soundfile
-import torch
 
 from sertune import __version__, fsutil
-from sertune.corpus import scan
+from sertune.audio.corpus import scan
+from sertune.audio.features import MfccExtractor
+from sertune.config import FeatureConfig
 from sertune.errors import CorpusError, StoreError
-from sertune.features import FeatureConfig, MfccExtractor
-
-SCHEMA_VERSION = 1
-FORMAT = "sertune-mfcc-store"
-MANIFEST = "manifest.json"
-MARKER = ".sertune-store"  # written first: a folder with it is ours, even if a build broke off
-SHARD_SCHEMA = pa.schema(
-    [
-        ("utt_id", pa.string()),
-        ("actor", pa.int16()),
-        ("gender", pa.string()),
-        ("emotion", pa.string()),
-        ("label", pa.int8()),
-        ("intensity", pa.string()),
-        ("statement", pa.int8()),
-        ("repetition", pa.int8()),
-        ("source", pa.string()),
-        ("source_sample_rate", pa.int32()),
-        ("n_frames", pa.int32()),
-        ("mfcc", pa.list_(pa.float32())),  # frames x n_mfcc, row-major
-    ]
-)
-META_COLUMNS = [f.name for f in SHARD_SCHEMA if f.name != "mfcc"]
-
-
-# ---------------------------------------------------------------- manifest
-
-def read_manifest(store: str) -> dict:
-    store = fsutil.normalize(store)
-    location = fsutil.join(store, MANIFEST)
-    if not fsutil.exists(location):
-        what = "is not a sertune feature store (no manifest.json)" if fsutil.exists(store) else "no such store"
-        raise StoreError(f"{store}: {what}; build one with `sertune prepare`")
-    try:
-        manifest = json.loads(fsutil.read_bytes(location))
-    except ValueError as e:
-        raise StoreError(f"{location}: unreadable manifest ({e})") from None
-    if manifest.get("format") != FORMAT or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise StoreError(
-            f"{store}: store schema {manifest.get('format')!r} v{manifest.get('schema_version')}, "
-            f"this sertune reads {FORMAT!r} v{SCHEMA_VERSION}; rebuild it with `sertune prepare --force`"
-        )
-    return manifest
-
+from sertune.store.schema import FORMAT, MANIFEST, MARKER, META_COLUMNS, SCHEMA_VERSION, SHARD_SCHEMA, read_manifest
 
 def _versions() -> dict:
     return {
@@ -98,8 +54,6 @@ def _store_hash(features: dict, shards: list[dict]) -> str:
         h.update(s["sha256"].encode())
     return h.hexdigest()[:16]
 
-
-# ---------------------------------------------------------------- building
 
 @functools.lru_cache(maxsize=4)
 def _extractor(config: FeatureConfig) -> MfccExtractor:
@@ -281,72 +235,9 @@ def _manifest(plan: BuildPlan, shards: list[dict], skipped: list[dict]) -> dict:
     }
 
 
-def verify_store(store: str) -> dict:
-    """Check every shard against the manifest's checksum."""
-    store = fsutil.normalize(store)
-    manifest = read_manifest(store)
-    for s in manifest["shards"]:
-        location = fsutil.join(store, s["file"])
-        if not fsutil.exists(location):
-            raise StoreError(f"{location}: shard listed in the manifest is missing")
-        if hashlib.sha256(fsutil.read_bytes(location)).hexdigest() != s["sha256"]:
-            raise StoreError(f"{location}: checksum mismatch; the store is corrupt, rebuild it with --force")
-    return manifest
 
 
-# ---------------------------------------------------------------- loading
-
-@dataclass
-class FeatureSet:
-    """Raw (unnormalised) MFCC, zero-padded to the longest utterance."""
-
-    features: torch.Tensor  # (N, T_max, D) float32
-    lengths: torch.Tensor  # (N,) int64
-    labels: torch.Tensor  # (N,) int64
-    actors: torch.Tensor  # (N,) int64
-    meta: pd.DataFrame  # one row per utterance: utt_id, actor, gender, emotion, ...
-    manifest: dict
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def store_hash(self) -> str:
-        return self.manifest["store_hash"]
-
-
-def load_store(store: str, actors: list[int] | None = None) -> FeatureSet:
-    """The store (or some actors of it) as padded tensors; whole RAVDESS in a fraction of a second."""
-    store = fsutil.normalize(store)
-    manifest = read_manifest(store)
-    shards = [s for s in manifest["shards"] if actors is None or s["actor"] in set(actors)]
-    if not shards:
-        raise StoreError(f"{store}: no shard for actors {actors}")
-    fs, root = fsutil.resolve(store)
-    try:
-        table = pads.dataset([f"{root}/{s['file']}" for s in shards], filesystem=fs, format="parquet").to_table()
-    except (OSError, pa.ArrowInvalid) as e:
-        raise StoreError(f"{store}: cannot read shards ({str(e).splitlines()[0]})") from None
-    if not table.schema.equals(SHARD_SCHEMA):
-        raise StoreError(f"{store}: shard schema differs from this sertune's; rebuild with `sertune prepare --force`")
-    return _to_featureset(table, manifest)
-
-
-def _to_featureset(table: pa.Table, manifest: dict) -> FeatureSet:
-    dim = manifest["feature_dim"]
-    lengths = table.column("n_frames").to_numpy().astype(np.int64)
-    flat = table.column("mfcc").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-    n, t_max = len(lengths), int(lengths.max())
-    padded = np.zeros((n, t_max, dim), dtype=np.float32)
-    rows = np.repeat(np.arange(n), lengths)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    padded[rows, np.arange(len(rows)) - starts] = flat
-    meta = table.select(META_COLUMNS).to_pandas()
-    return FeatureSet(
-        features=torch.from_numpy(padded),
-        lengths=torch.from_numpy(lengths),
-        labels=torch.from_numpy(meta["label"].to_numpy().astype(np.int64)),
-        actors=torch.from_numpy(meta["actor"].to_numpy().astype(np.int64)),
-        meta=meta,
-        manifest=manifest,
-    )
+def serial_runner(tasks):
+    """Runs shard tasks one after another in this process: the no-Ray way to build a store."""
+    for task in tasks:
+        yield extract_shard(*task)

@@ -6,8 +6,8 @@ import ray
 from tqdm import tqdm
 
 from sertune import ray_runtime
-from sertune.features import FeatureConfig
-from sertune.store import build_store, extract_shard, plan_build
+from sertune.config import FeatureConfig
+from sertune.store.build import build_store, extract_shard, plan_build
 
 
 def ray_task_runner():

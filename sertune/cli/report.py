@@ -1,0 +1,44 @@
+"""`sertune report`: results -> the paper's table, statistics and figures."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--experiment-dir", default=None, metavar="DIR",
+              help="experiment directory  [default: $SERTUNE_EXPERIMENT_DIR or ./sertune-experiment]")
+@click.option("--results", "results_file", default=None, metavar="FILE",
+              help="Parquet or CSV file with at least n_att, seed, uar  [default: the experiment's sweep results]")
+@click.option("--out", "out_dir", default=None, metavar="DIR", help="output directory  [default: <experiment>/report]")
+@click.option("--kde", "kde", multiple=True, type=click.IntRange(min=1), metavar="N_ATT",
+              help="also draw this N_att in the KDE plot (repeatable); N_att = 1 and the largest are always drawn")
+def report(experiment_dir, results_file, out_dir, kde):
+    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att."""
+    from sertune import fsutil, paths, results
+    from sertune.errors import ResultsError
+    from sertune.report import render_report, write_report
+    from sertune.report.figures import kde_selection
+    from sertune.report.summary import checked, report_warnings, table
+    from sertune.report.tables import markdown_table
+
+    exp = paths.experiment_dir(experiment_dir)
+    if results_file is None:
+        source = paths.sweep_results(exp)
+        if not fsutil.exists(source):
+            raise ResultsError(f"{source}: no sweep results yet (run the sweep, or pass --results FILE)")
+    else:
+        source = fsutil.normalize(results_file)
+    out = fsutil.normalize(out_dir) if out_dir else paths.report_dir(exp)
+
+    df = checked(results.read_table(source), source)  # validated once, here
+    summary = table(df)
+    try:
+        kde_selection(summary, list(kde))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--kde") from None
+    write_report(render_report(df, list(kde), source, summary=summary), out)
+    click.echo(markdown_table(summary), nl=False)
+    for w in report_warnings(summary):
+        click.echo(f"Warning: {w}", err=True)
+    click.echo(f"Report written to {out}", err=True)

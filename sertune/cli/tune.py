@@ -1,0 +1,53 @@
+"""`sertune tune`: stage 1, the N_att = 1 baseline tuned on validation UAR."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from sertune.cli.options import default_gpus, experiment_option, overrides, ray_options, store_option, train_options, trial_options
+from sertune.config import TUNED_KNOBS, TrainConfig
+from sertune.experiment import TuneSettings, default
+
+
+def _opt(name):
+    return default(TuneSettings, name)
+
+
+@click.command()
+@store_option
+@experiment_option
+@click.option("--space", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML/TOML search space (see README)  [default: sertune's five-knob space]")
+@click.option("--num-samples", type=click.IntRange(min=1), default=_opt("num_samples"), show_default=True, help="Optuna trials")
+@click.option("--max-concurrent", type=click.IntRange(min=0), default=_opt("max_concurrent"), show_default=True,
+              help="most trials at once; 0: as many as resources allow")
+@click.option("--grace-period", type=click.IntRange(min=1), default=_opt("grace_period"), show_default=True,
+              help="ASHA: epochs before a trial can be stopped")
+@click.option("--reduction-factor", type=click.IntRange(min=2), default=_opt("reduction_factor"), show_default=True,
+              help="ASHA reduction factor")
+@click.option("--search-seed", type=int, default=_opt("search_seed"), show_default=True, help="TPE sampler seed")
+@train_options(skip=("--n-att", *(f"--{k.replace('_', '-')}" for k in TUNED_KNOBS)))
+@trial_options(TuneSettings)
+@ray_options
+def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_trial, **opts):
+    """Stage 1: tune the N_att = 1 baseline with OptunaSearch (TPE) + ASHA on validation UAR."""
+    from sertune import paths, ray_runtime
+    from sertune.search_space import load_space
+    from sertune.store.schema import read_manifest
+
+    names = {f.name for f in dataclasses.fields(TuneSettings)}
+    settings = TuneSettings(**{k: v for k, v in opts.items() if k in names})
+    exp = paths.experiment_dir(experiment_dir)
+    base = overrides(TrainConfig(threads=max(1, int(settings.cpus_per_trial))), opts)
+    search = load_space(space)
+    read_manifest(store)  # cheap checks first: no Ray start to find the store missing
+    with ray_runtime.connect(address, num_cpus, num_gpus):
+        from sertune.trials.tune import run_tune
+
+        settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
+        best = run_tune(store, exp, base, search, settings)
+    tuned = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["tuned"].items())
+    click.echo(f"best validation UAR {best['best_val_uar']:.4f} with {tuned}")
+    click.echo(f"-> {paths.best_config(exp)}  (all trials: {paths.tune_trials(exp)})")
