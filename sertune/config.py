@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from sertune.errors import ConfigError
 
-TUNED_KNOBS = ("lr", "batch_size", "dropout", "weight_decay", "cycles")
+# What a search space may name: the paper's five knobs, plus the warm-restart period in epochs
+# that the authors' recipe searches instead of the cycle count.
+TUNED_KNOBS = ("lr", "batch_size", "dropout", "weight_decay", "cycles", "restart_epochs")
 # Fields that say where and how fast a run goes, not what it computes: two runs that differ only
 # here are the same experiment. Everything else in TrainConfig (precision included) is identity.
 RUNTIME_FIELDS = ("device", "threads")
@@ -53,23 +55,38 @@ class FeatureConfig:
         return self
 
 
+def _as_bool(v) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v in (0, 1, "true", "false", "True", "False"):
+        return v in (1, "true", "True")
+    raise ConfigError(f"{v!r} is not true or false")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # model
     n_att: int = 1
     hidden_size: int = 64
     num_layers: int = 1
+    context_norm: bool = False  # BatchNorm1d on the context vector, before dropout (the authors' LSTM-SA)
+    init: str = "default"  # default: torch's; xavier: Xavier-normal input, orthogonal recurrent, forget bias 1
     # the five knobs `sertune tune` searches
     lr: float = 3e-3
     batch_size: int = 32
     dropout: float = 0.2
     weight_decay: float = 1e-3
-    cycles: int = 1  # cosine-annealing cycles (warm restarts) in the epoch budget
+    cycles: int = 1  # cosine-annealing cycles (warm restarts) in the epoch budget, stepped per batch
+    # optimiser and schedule variants
+    optimizer: str = "adamw"  # adamw: decoupled weight decay; adam: Adam with L2 (weight decay in the gradient)
+    restart_epochs: int = 0  # > 0: warm restarts every this many epochs, stepped per epoch (replaces cycles)
+    eta_min_ratio: float = 0.0  # the schedule's floor as a fraction of lr
     # budget and protocol
     epochs: int = 60
     seed: int = 0
     split: str = "speaker"  # speaker | random
-    folds: int = 0  # > 1: actor k-fold cross-validation, results are the mean over folds
+    folds: int = 0  # >= 3: K-fold cross-validation (actor groups, or stratified utterances with split random)
+    actor_folds: str = ""  # fixed actor folds "test/val;test/val;..." (e.g. "2,5,14,15,16/3,6;..."); see splits.py
     split_seed: int = 0  # for the random split only
     norm: str = "global"  # global: train-speaker mean/std per coefficient; utterance: per-utterance CMVN
     precision: str = "fp32"  # bf16: autocast (AVX512-BF16/AMX CPUs, recent GPUs), ~2x faster LSTM steps
@@ -91,6 +108,14 @@ class TrainConfig:
             (self.split in ("speaker", "random"), f"split {self.split!r} is not speaker or random"),
             (self.norm in ("global", "utterance"), f"norm {self.norm!r} is not global or utterance"),
             (self.precision in ("fp32", "bf16"), f"precision {self.precision!r} is not fp32 or bf16"),
+            (self.optimizer in ("adamw", "adam"), f"optimizer {self.optimizer!r} is not adamw or adam"),
+            (self.init in ("default", "xavier"), f"init {self.init!r} is not default or xavier"),
+            (self.restart_epochs >= 0, "restart_epochs must be >= 0"),
+            (self.restart_epochs == 0 or self.cycles == 1,
+             "cycles and restart_epochs exclude each other: give the period in epochs or the cycle count"),
+            (0 <= self.eta_min_ratio < 1, "eta_min_ratio must be in [0, 1)"),
+            (not self.actor_folds or (self.split == "speaker" and self.folds == 0),
+             "actor_folds are speaker folds of their own: not with split random or folds K"),
         ]
         for ok, problem in checks:
             if not ok:
@@ -102,7 +127,7 @@ class TrainConfig:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
-        casts = {"int": int, "float": float, "str": str}
+        casts = {"int": int, "float": float, "str": str, "bool": _as_bool}
         return cls(**{k: casts[known[k]](v) if known[k] in casts else v for k, v in d.items()})
 
     def to_dict(self) -> dict:

@@ -25,7 +25,8 @@ RESULTS_SCHEMA = pa.schema(
     [
         ("n_att", pa.int64()),
         ("seed", pa.int64()),
-        ("uar", pa.float64()),  # test UAR at the best-validation epoch
+        ("uar", pa.float64()),  # test UAR at the best-validation epoch; K folds: pooled out-of-fold
+        ("fold_uar", pa.string()),  # JSON list: each fold's own test UAR (one entry for a single split)
         ("val_uar", pa.float64()),
         ("best_epoch", pa.int64()),
         ("epochs", pa.int64()),
@@ -104,9 +105,17 @@ def read_table(location: str) -> pd.DataFrame:
         raise ResultsError(f"{location}: not a readable {'CSV' if str(location).endswith('.csv') else 'Parquet'} file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
+# Columns added after tables were first written, with what an older table's rows mean.
+LATER_COLUMNS = {"fold_uar": "[]"}
+
+
 def read_results(location: str) -> pd.DataFrame:
     """A full sweep results table, schema-checked."""
-    return validate(read_table(location), RESULT_COLUMNS, str(location))
+    df = read_table(location)
+    for col, value in LATER_COLUMNS.items():
+        if col not in df.columns:
+            df[col] = value
+    return validate(df, RESULT_COLUMNS, str(location))
 
 
 def read_uar_table(location: str) -> pd.DataFrame:
@@ -152,7 +161,7 @@ def result_row(cfg, r, store_hash: str, code_version: str) -> dict:
     """The results row of one finished run (``cfg``: TrainConfig, ``r``: TrainResult); the same
     for a sweep trial and for `sertune train`."""
     row = {
-        "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "val_uar": r.val_uar,
+        "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "fold_uar": json.dumps(r.fold_uars), "val_uar": r.val_uar,
         "best_epoch": r.best_epoch, "epochs": r.epochs,
         "confusion": json.dumps(r.confusion),
         "config": cfg.to_json(), "protocol": json.dumps(r.protocol, sort_keys=True),

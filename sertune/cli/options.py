@@ -19,10 +19,16 @@ TRAIN_OPTIONS = [
     ("--weight-decay", click.FloatRange(min=0), "AdamW weight decay"),
     ("--cycles", click.IntRange(min=1), "cosine-annealing cycles (warm restarts) in the epoch budget"),
     ("--epochs", click.IntRange(min=1), "epochs (tune: the most a trial may run)"),
+    ("--optimizer", click.Choice(["adamw", "adam"]), "adamw: decoupled weight decay; adam: weight decay as L2 (the authors')"),
+    ("--restart-epochs", click.IntRange(min=0), "warm restarts every N epochs, stepped per epoch (the authors'); 0: --cycles per batch"),
+    ("--eta-min-ratio", click.FloatRange(0, 1, max_open=True), "the schedule's floor as a fraction of lr (the authors': 0.01)"),
     ("--hidden-size", click.IntRange(min=1), "LSTM hidden size"),
     ("--num-layers", click.IntRange(min=1), "LSTM layers"),
+    ("--context-norm/--no-context-norm", None, "BatchNorm on the context vector before dropout (the authors' LSTM-SA)"),
+    ("--init", click.Choice(["default", "xavier"]), "xavier: Xavier-normal input, orthogonal recurrent weights, forget bias 1 (the authors')"),
     ("--split", click.Choice(["speaker", "random"]), "protocol: speaker-independent or stratified random"),
-    ("--folds", click.IntRange(min=0), "actor k-fold cross-validation (K >= 3); 0: one fixed split"),
+    ("--folds", click.IntRange(min=0), "K-fold cross-validation (K >= 3; actor groups, or stratified utterances with --split random); 0: one split"),
+    ("--actor-folds", str, "fixed actor folds: a preset (authors-5fold), a .yaml/.json file, or 'test/val;test/val;...'"),
     ("--split-seed", click.IntRange(min=0), "seed of the random split"),
     ("--norm", click.Choice(["global", "utterance"]), "feature normalisation (statistics from training speakers)"),
     ("--precision", click.Choice(["fp32", "bf16"]), "bf16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs"),
@@ -32,7 +38,7 @@ TRAIN_DEFAULTS = TrainConfig()
 
 
 def _dest(flag: str) -> str:
-    return flag[2:].replace("-", "_")
+    return flag.split("/")[0][2:].replace("-", "_")
 
 
 def train_options(skip=()):
@@ -41,9 +47,17 @@ def train_options(skip=()):
         for flag, typ, help_ in reversed(TRAIN_OPTIONS):
             if flag not in skip:
                 default = getattr(TRAIN_DEFAULTS, _dest(flag))
-                f = click.option(flag, type=typ, default=None, help=f"{help_}  [default: {default}]")(f)
+                callback = _actor_folds if flag == "--actor-folds" else None
+                f = click.option(flag, _dest(flag), type=typ, default=None, callback=callback,
+                                 help=f"{help_}  [default: {default if default != '' else 'none'}]")(f)
         return f
     return decorate
+
+
+def _actor_folds(ctx, param, value):
+    from sertune.training.folds import resolve
+
+    return None if value is None else resolve(value)
 
 
 def overrides(cfg: TrainConfig, opts: dict) -> TrainConfig:

@@ -11,6 +11,7 @@ import copy
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,27 +56,29 @@ class FoldRun:
     """Model, optimiser and schedule for one split, and the best weights seen so far."""
 
     def __init__(self, cfg: TrainConfig, split: Split, x: torch.Tensor, fs: FeatureSet, device: torch.device,
-                 norm_stats: tuple[torch.Tensor, torch.Tensor] | None):
+                 norm_stats: tuple[torch.Tensor, torch.Tensor] | None, seed: int):
         self.cfg, self.split, self.device = cfg, split, device
         self.norm_stats = norm_stats  # kept for the checkpoint: a model needs its normalisation
         self.x, self.lengths, self.labels = x, fs.lengths.to(device), fs.labels.to(device)
         self.cpu_lengths = fs.lengths
-        self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES).to(device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = cfg.epochs * len(self.batches(torch.Generator()))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: cosine_restarts(step, steps, cfg.cycles))
+        torch.manual_seed(seed)  # this fold's initialisation; its shuffling has a generator of its own
+        self.gen = torch.Generator().manual_seed(seed)
+        self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES,
+                                   context_norm=cfg.context_norm, init=cfg.init).to(device)
+        self.opt = make_optimizer(cfg, self.model)
+        self.sched = make_schedule(cfg, self.opt, len(self.batches()))
         self.best_uar, self.best_epoch, self.best_state = -1.0, 0, None
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
-    def batches(self, gen: torch.Generator) -> BucketBatches:
-        return BucketBatches(torch.as_tensor(self.split.train), self.cpu_lengths, self.cfg.batch_size, gen)
+    def batches(self) -> BucketBatches:
+        return BucketBatches(torch.as_tensor(self.split.train), self.cpu_lengths, self.cfg.batch_size, self.gen)
 
-    def train_epoch(self, gen: torch.Generator) -> float:
+    def train_epoch(self) -> float:
         self.model.train()
         total, n = 0.0, 0
-        for batch in self.batches(gen):
+        for batch in self.batches():
             xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
             with self.autocast():
                 logits, _ = self.model(xb, lb)
@@ -83,8 +86,11 @@ class FoldRun:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            self.sched.step()
+            if self.cfg.restart_epochs == 0:
+                self.sched.step()
             total, n = total + loss.item() * len(batch), n + len(batch)
+        if self.cfg.restart_epochs:
+            self.sched.step()  # the authors' CosineAnnealingWarmRestarts steps once per epoch
         return total / max(n, 1)
 
     @torch.no_grad()
@@ -112,18 +118,44 @@ class FoldRun:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                "best": (self.best_uar, self.best_epoch, self.best_state)}
+                "best": (self.best_uar, self.best_epoch, self.best_state), "gen": self.gen.get_state()}
 
     def load_state_dict(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
         self.best_uar, self.best_epoch, self.best_state = s["best"]
+        self.gen.set_state(s["gen"])
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay), or Adam whose weight decay is L2 in the gradient, as the
+    authors' code uses it."""
+    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, batches_per_epoch: int):
+    """Per batch: ``cycles`` whole cosine cycles in the budget. With ``restart_epochs``: the
+    authors' CosineAnnealingWarmRestarts(T_0 = restart_epochs, T_mult = 1), stepped per epoch.
+    Both bottom out at ``eta_min_ratio`` x lr."""
+    floor = cfg.eta_min_ratio
+    if cfg.restart_epochs:
+        period = cfg.restart_epochs
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: floor + (1 - floor) * cosine_restarts(epoch % period, period, 1))
+    steps = cfg.epochs * batches_per_epoch
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: floor + (1 - floor) * cosine_restarts(step, steps, cfg.cycles))
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """Each fold's randomness from the run's seed and the fold index: ten seeds are ten
+    independent runs, and no fold shares its stream with another."""
+    return int(np.random.SeedSequence([seed, fold]).generate_state(1, np.uint64)[0] >> 1)
 
 
 @dataclass
 class TrainResult:
-    uar: float  # test UAR at the best-validation epoch (mean over folds)
+    uar: float  # test UAR at the best-validation epoch; K folds: pooled over all out-of-fold predictions
     val_uar: float
     best_epoch: int
     epochs: int
@@ -133,6 +165,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
     checkpoint: dict = field(default_factory=dict, repr=False)  # best weights and normalisation per fold
+    fold_uars: list[float] = field(default_factory=list)  # each fold's own test UAR
 
     def recall_by_emotion(self) -> dict[str, float]:
         return dict(zip(EMOTIONS, self.recall))
@@ -145,23 +178,22 @@ class Training:
         self.cfg, self._fs = cfg, fs
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
         device = pick_device(cfg.device)
         check_precision(cfg.precision, device)
-        self.splits = make_splits(fs.meta, cfg.split, cfg.folds, cfg.split_seed)
+        self.splits = make_splits(fs.meta, cfg.split, cfg.folds, cfg.split_seed, cfg.actor_folds)
         self.folds = []
-        for split in self.splits:
+        for i, split in enumerate(self.splits):
             train_idx = torch.as_tensor(split.train)
             stats = train_statistics(fs, train_idx) if cfg.norm == "global" else None
             x = normalize(fs, train_idx, cfg.norm, stats).to(device)
-            self.folds.append(FoldRun(cfg, split, x, fs, device, stats))
+            self.folds.append(FoldRun(cfg, split, x, fs, device, stats, fold_seed(cfg.seed, i)))
+        torch.manual_seed(fold_seed(cfg.seed, len(self.splits)))  # dropout's stream, shared by the folds in lockstep
         self.epoch, self.history, self.started = 0, [], time.perf_counter()
 
     def step(self) -> dict:
         """Train every fold one epoch and validate; the metrics a scheduler sees."""
         t0 = time.perf_counter()
-        losses = [f.train_epoch(self.gen) for f in self.folds]
+        losses = [f.train_epoch() for f in self.folds]
         vals = [f.validate(self.epoch + 1) for f in self.folds]
         self.epoch += 1
         metrics = {
@@ -176,15 +208,17 @@ class Training:
 
     def finish(self) -> TrainResult:
         cms = [f.test() for f in self.folds]
-        total = sum(cms)
+        total = sum(cms)  # K folds test each utterance once: one confusion matrix over all of them
         return TrainResult(
-            uar=sum(uar(cm) for cm in cms) / len(cms),
+            uar=uar(total),
+            fold_uars=[uar(cm) for cm in cms],
             val_uar=sum(f.best_uar for f in self.folds) / len(self.folds),
             best_epoch=round(sum(f.best_epoch for f in self.folds) / len(self.folds)),
             epochs=self.epoch,
             recall=[float(r) for r in per_class_recall(total)],
             confusion=total.tolist(),
-            protocol={"split": self.cfg.split, "folds": [s.describe() for s in self.splits], "norm": self.cfg.norm},
+            protocol={"split": self.cfg.split, "folds": [s.describe() for s in self.splits], "norm": self.cfg.norm,
+                      "uar": "pooled over folds" if len(cms) > 1 else "one test set"},
             history=self.history,
             wall_time_s=time.perf_counter() - self.started,
             checkpoint=self.checkpoint(),
@@ -201,7 +235,7 @@ class Training:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "history": self.history, "folds": [f.state_dict() for f in self.folds],
-                "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+                "rng": torch.get_rng_state(),
                 "elapsed_s": time.perf_counter() - self.started}
 
     def load_state_dict(self, s: dict) -> None:
@@ -210,7 +244,6 @@ class Training:
         for f, fs in zip(self.folds, s["folds"]):
             f.load_state_dict(fs)
         torch.set_rng_state(s["rng"])
-        self.gen.set_state(s["gen"])
 
 
 def train(cfg: TrainConfig, fs: FeatureSet, on_epoch=None, state: dict | None = None) -> TrainResult:

@@ -28,12 +28,16 @@ class MultiVectorAttention(nn.Module):
 
 class AttentionLSTM(nn.Module):
     def __init__(self, input_size: int, hidden_size: int = 64, num_layers: int = 1, n_att: int = 1,
-                 dropout: float = 0.0, n_classes: int = 8):
+                 dropout: float = 0.0, n_classes: int = 8, context_norm: bool = False, init: str = "default"):
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
         self.attention = MultiVectorAttention(hidden_size, n_att)
+        # The authors' LSTM-SA normalises the context vector over the batch before dropout.
+        self.context_norm = nn.BatchNorm1d(hidden_size) if context_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, n_classes)
+        if init == "xavier":
+            xavier_init(self)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D) zero-padded, lengths (B,) -> logits (B, C), attention weights (B, T).
@@ -44,4 +48,21 @@ class AttentionLSTM(nn.Module):
         h, _ = self.lstm(x)
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         context, weights = self.attention(h, mask)
-        return self.head(self.dropout(context)), weights
+        return self.head(self.dropout(self.context_norm(context))), weights
+
+
+def xavier_init(model: AttentionLSTM) -> None:
+    """The authors' initialisation: LSTM input weights Xavier-normal, recurrent weights
+    orthogonal, biases zero except the forget gate's, which start at 1 (in both of torch's bias
+    vectors, as their code does: an effective forget bias of 2); attention vectors Xavier-normal."""
+    h = model.lstm.hidden_size
+    for name, p in model.lstm.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_normal_(p)
+        elif name.startswith("weight_hh"):
+            nn.init.orthogonal_(p)
+        else:  # bias_ih, bias_hh: gates in torch's order i, f, g, o
+            with torch.no_grad():
+                p.zero_()
+                p[h : 2 * h] = 1.0
+    nn.init.xavier_normal_(model.attention.u)

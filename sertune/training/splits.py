@@ -2,7 +2,9 @@
 
 Actor groups are gender-balanced: males and females are dealt into groups separately.
 On RAVDESS (odd actors male) the default split is test = 21-24, validation = 17-20,
-train = 1-16; `--folds K` rotates K such groups through the test and validation roles.
+train = 1-16; `--folds K` rotates K such groups through the test and validation roles;
+`--actor-folds` gives the folds actor by actor (the authors' five are a preset). With
+`--split random`, utterances are stratified by emotion: one 70/15/15 split, or K folds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from sertune.errors import ConfigError
+from sertune.training.folds import check_partition
+from sertune.training.folds import parse as parse_folds
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,38 @@ def random_split(meta: pd.DataFrame, seed: int = 0, val: float = 0.15, test: flo
     return Split("random", *(np.sort(np.array(parts[p], dtype=np.int64)) for p in ("train", "val", "test")))
 
 
-def make_splits(meta: pd.DataFrame, kind: str, folds: int = 0, split_seed: int = 0) -> list[Split]:
+def fixed_actor_folds(meta: pd.DataFrame, spec: str) -> list[Split]:
+    """Folds given actor by actor (training/folds.py), e.g. the authors' five."""
+    folds = parse_folds(spec)
+    check_partition(folds, set(meta.actor.unique().tolist()))
+    actors = sorted(meta.actor.unique().tolist())
+    return [_from_actors(meta, [a for a in actors if a not in test and a not in val], list(val), list(test), fold=i)
+            for i, (test, val) in enumerate(folds)]
+
+
+def random_folds(meta: pd.DataFrame, k: int, seed: int = 0) -> list[Split]:
+    """Stratified utterance K-fold: each emotion's utterances dealt round-robin into K parts after
+    a shuffle; fold i tests part i, validates part i+1, trains on the rest. Speakers are shared."""
+    if k < 3:
+        raise ConfigError("--folds needs K >= 3 (train, validation and test parts)")
+    rng = np.random.default_rng(seed)
+    part = np.empty(len(meta), dtype=np.int64)
+    for _, group in meta.groupby("label"):
+        idx = rng.permutation(group.index.to_numpy())
+        part[idx] = (np.arange(len(idx)) + rng.integers(k)) % k  # random offset: no part always gets the remainder
+    out = []
+    for i in range(k):
+        test, val = np.flatnonzero(part == i), np.flatnonzero(part == (i + 1) % k)
+        train = np.flatnonzero((part != i) & (part != (i + 1) % k))
+        out.append(Split("random", train, val, test, fold=i))
+    return out
+
+
+def make_splits(meta: pd.DataFrame, kind: str, folds: int = 0, split_seed: int = 0, actor_folds: str = "") -> list[Split]:
     if kind == "random":
-        return [random_split(meta, split_seed)]
+        return random_folds(meta, folds, split_seed) if folds else [random_split(meta, split_seed)]
     if kind != "speaker":
         raise ConfigError(f"unknown split {kind!r} (speaker or random)")
+    if actor_folds:
+        return fixed_actor_folds(meta, actor_folds)
     return speaker_folds(meta, folds) if folds and folds > 1 else [speaker_split(meta)]
