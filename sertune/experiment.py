@@ -40,7 +40,8 @@ class SweepSettings(TrialResources):
     max_failures: int = 3
 
     def pairs(self) -> list[tuple[int, int]]:
-        return [(a, seed) for a in self.n_att for seed in range(self.seeds)]
+        """Seed by seed: a sweep stopped part-way leaves every N_att with about as many seeds."""
+        return [(a, seed) for seed in range(self.seeds) for a in self.n_att]
 
 
 def default(settings: type, name: str):

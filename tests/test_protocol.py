@@ -185,3 +185,37 @@ def test_options_reach_the_run_through_the_cli(synth_store, tmp_path):
     assert cfg["actor_folds"] == "1,2/3;3,4/5;5,6/1" and len(json.loads(row["fold_uar"])) == 3
     bad = CliRunner().invoke(cli, ["train", "--store", synth_store, "--actor-folds", "authors-5fold", "--folds", "3"])
     assert bad.exit_code == 2 and "not with split random or folds K" in bad.output
+
+
+def test_a_recipe_runs_the_whole_study(synth_corpus, tmp_path, ray_local):
+    """`sertune recipe FILE`: prepare, tune (with the recipe's space), sweep, report; the recipe's
+    fixed options reach every row, and the tuned knobs come from the search."""
+    from click.testing import CliRunner
+
+    from sertune.cli import cli
+    from sertune.results import read_results
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "features: {hop_ms: 20.0}\n"
+        "train: {actor_folds: '1,2/3;3,4/5;5,6/1', epochs: 2, optimizer: adam, context_norm: true, init: xavier}\n"
+        "space: {lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}, batch_size: 32, dropout: 0.1, weight_decay: 0.0,\n"
+        "        cycles: 1, restart_epochs: {type: choice, values: [1, 2]}}\n"
+        "tune: {num_samples: 2, grace_period: 1}\n"
+        "sweep: {n_att: [1, 2], seeds: 1}\n")
+    work = tmp_path / "work"
+    res = CliRunner().invoke(cli, ["recipe", str(recipe), "--data", str(synth_corpus), "--workdir", str(work)])
+    assert res.exit_code == 0, res.output
+    best = json.loads((work / "experiment" / "tune" / "best_config.json").read_text())
+    assert best["config"]["restart_epochs"] in (1, 2) and best["config"]["optimizer"] == "adam"
+    rows = read_results(str(work / "experiment" / "sweep" / "results.parquet"))
+    assert sorted(rows["n_att"]) == [1, 2]
+    for cfg in map(json.loads, rows["config"]):
+        assert (cfg["actor_folds"], cfg["context_norm"], cfg["init"], cfg["lr"]) == \
+            ("1,2/3;3,4/5;5,6/1", True, "xavier", best["config"]["lr"])
+    assert (work / "experiment" / "report" / "table.md").exists()
+    manifest = json.loads((work / "store" / "manifest.json").read_text())
+    assert manifest["features"]["hop_ms"] == 20.0
+    refused = CliRunner().invoke(cli, ["recipe", str(recipe), "--data", str(synth_corpus), "--workdir", str(work),
+                                       "--no-tune", "--num-samples", "3"])
+    assert refused.exit_code == 2 and "--num-samples is for the tune stage" in refused.output
