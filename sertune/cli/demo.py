@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sertune.cli.options import ray_options
+from sertune.experiment import DEFAULT_N_ATT
 
 
 @click.command()
@@ -33,5 +34,6 @@ def demo(ctx, workdir, actors, epochs, tune_samples, seeds, address, num_cpus, n
         ctx.invoke(prepare, data=str(data), store=store)
         ctx.invoke(tune, store=store, experiment_dir=exp, num_samples=tune_samples, grace_period=3,
                    reduction_factor=2, epochs=epochs)
-        ctx.invoke(sweep, store=store, experiment_dir=exp, seeds=seeds, epochs=epochs)
+        # ctx.invoke skips option callbacks: the grid goes in parsed, as the callback would give it
+        ctx.invoke(sweep, store=store, experiment_dir=exp, seeds=seeds, n_att=DEFAULT_N_ATT, epochs=epochs)
     ctx.invoke(report, experiment_dir=exp)
