@@ -56,7 +56,7 @@ def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), location
 
 
-def reason(error: BaseException) -> str:
+def reason(error: BaseException, location: str = "") -> str:
     """One line of why a storage operation failed, from pyarrow's (and the AWS SDK's) messages."""
     text = re.sub(r"\s*\(Request ID: [^)]*\)", "", " ".join(str(error).split()))
     m = re.search(r"AWS Error (?:\[code \d+\] )?([A-Z_]+) during \w+ operation: ?(.*)", text)
@@ -64,11 +64,15 @@ def reason(error: BaseException) -> str:
         return text[:300]
     kind, detail = m.groups()
     if kind == "NETWORK_CONNECTION":
-        return f"cannot reach the storage endpoint {_endpoint()} ({detail.split(';')[0]})"
+        return f"cannot reach the storage endpoint {_endpoint(location)} ({detail.split(';')[0]})"
     return f"{kind.lower().replace('_', ' ')}: {detail}" if detail else kind.lower().replace("_", " ")
 
 
-def _endpoint() -> str:
+def _endpoint(location: str) -> str:
+    """The endpoint a request went to: the URI's endpoint_override, else the SDK's variables."""
+    m = re.search(r"[?&]endpoint_override=([^&]+)", location)
+    if m:
+        return m.group(1)
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "(the provider's default)"
 
 
@@ -88,17 +92,15 @@ def check_bucket(location: str) -> None:
 def storage_errors(location: str):
     """Turn a storage failure under this block into one ``StorageError`` line naming ``location``.
 
-    Only URIs: a local path's OSErrors (no such file, permissions) are left to the caller's
-    own checks, which name the file already. pyarrow raises OSError for I/O and ArrowInvalid
-    for a malformed URI or option."""
+    Only URIs: a local path's errors (no such file, permissions) are left to the caller's own
+    checks, which name the file already. pyarrow raises OSError for I/O and ArrowInvalid for a
+    malformed URI or an unknown option in its query."""
     try:
         yield
-    except StorageError:
-        raise
     except (OSError, pa.ArrowInvalid) as e:
-        if not is_uri(str(location)) and not isinstance(e, pa.ArrowInvalid):
+        if not is_uri(str(location)):
             raise
-        raise StorageError(f"{location}: {reason(e)}") from None
+        raise StorageError(f"{location}: {reason(e, str(location))}") from None
 
 
 def exists(location: str) -> bool:

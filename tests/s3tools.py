@@ -80,9 +80,10 @@ def make_bucket(endpoint: str, name: str) -> str:
 
 
 def keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
-    """Every object key under ``prefix`` (what is really in the bucket, not through sertune)."""
+    """Every object key under ``prefix`` (what is really in the bucket, not through sertune),
+    less the empty "folder/" objects that pyarrow's create_dir makes."""
     pages = client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return [o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
 
 
 def read(endpoint: str, bucket: str, key: str) -> bytes:

@@ -83,7 +83,7 @@ def pipeline(s3, tmp_path_factory):
     env = clean_env(RAY_TMPDIR=procs.tempdir("s3"), **s3_env(s3.endpoint))
     cli_ = [sys.executable, "-m", "sertune"]
     tune = [*cli_, "tune", "--store", store, "--experiment-dir", exp, "--space", str(work / "space.yaml"),
-            "--num-samples", "2", "--epochs", "4", "--grace-period", "4", "--checkpoint-every", "1", "--num-cpus", "2"]
+            "--num-samples", "2", "--epochs", "4", "--grace-period", "4", "--num-cpus", "2"]
     sweep = ["sweep", "--n-att", "1,2", "--seeds", "1", "--epochs", "2", "--num-cpus", "1"]
     out = SimpleNamespace(store=store, exp=exp, work=work, cwd=cwd, rc={}, logs={})
 
@@ -97,7 +97,7 @@ def pipeline(s3, tmp_path_factory):
 
     try:
         run("prepare", [*cli_, "prepare", "--data", s3.corpus, "--store", store, "--num-cpus", "2"])
-        run("tune1", tune, until=("exp/tune/tune/", "/checkpoint_", signal.SIGINT))  # Ctrl-C
+        run("tune1", tune, until=("exp/tune/tune/", "experiment_state-", signal.SIGINT))  # Ctrl-C once it runs
         out.best_after_ctrl_c = keys(s3.endpoint, BUCKET, "exp/tune/best_config.json")
         run("tune2", tune)
         run("sweep1", [*cli_, *sweep, "--store", store, "--experiment-dir", exp],
