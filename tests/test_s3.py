@@ -233,3 +233,22 @@ def test_broken_build_on_s3_is_not_a_store(s3, tmp_path):
         read_manifest(store)
     r = _cli("train", "--store", store, "--out", str(tmp_path / "t"))
     _one_line_error(r, 4, store, "not a sertune feature store")
+
+
+def test_jobs_pass_the_s3_endpoint_into_the_runtime_env():
+    """What jobs/submit.sh gives `ray job submit`: the endpoint and region always, keys only
+    when asked (a runtime environment is visible to every token holder)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "jobs" / "runtime_env.py"
+    base = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": "http://minio:9000", "AWS_DEFAULT_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"}
+
+    def env_vars(**extra):
+        out = subprocess.run([sys.executable, str(script)], env={**base, **extra}, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)["env_vars"]
+
+    assert env_vars() == {"PYTHONUNBUFFERED": "1", "AWS_ENDPOINT_URL": "http://minio:9000", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert env_vars(SERTUNE_FORWARD_AWS_CREDENTIALS="1")["AWS_SECRET_ACCESS_KEY"] == "SK"
+    assert env_vars(SERTUNE_RUNTIME_ENV_JSON='{"env_vars": {"AWS_ENDPOINT_URL": "http://other:9000"}}')[
+        "AWS_ENDPOINT_URL"] == "http://other:9000"
