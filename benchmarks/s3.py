@@ -108,6 +108,7 @@ def main() -> None:
     print(f"corpus {data}; sweep {pairs} trials x {args.epochs} epochs; S3 endpoint {endpoint}")
     rows = [[name, lo, s, f"{s / lo:.2f}x"] for name, lo, s in zip(("build", "load", "sweep"), local, s3)]
     print(table(["stage", "local disk s", "S3 s", "S3 / local"], rows))
+    print("summary: S3 / local disk " + ", ".join(f"{r[0]} {r[3]}" for r in rows))
 
 
 if __name__ == "__main__":

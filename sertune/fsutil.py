@@ -58,11 +58,14 @@ def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 def reason(error: BaseException, location: str = "") -> str:
     """One line of why a storage operation failed, from pyarrow's (and the AWS SDK's) messages."""
-    text = re.sub(r"\s*\(Request ID: [^)]*\)", "", " ".join(str(error).split()))
+    lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    line = next((line for line in lines if "AWS Error" in line), lines[-1])  # a Ray task's: a traceback, then this
+    text = re.sub(r"\s*\(Request ID: [^)]*\)", "", " ".join(line.split()))
     m = re.search(r"AWS Error (?:\[code \d+\] )?([A-Z_]+) during \w+ operation: ?(.*)", text)
     if not m:
         return text[:300]
     kind, detail = m.groups()
+    detail = "" if detail.strip() == "No response body." else detail.strip()  # HEAD requests carry none
     if kind == "NETWORK_CONNECTION":
         return f"cannot reach the storage endpoint {_endpoint(location)} ({detail.split(';')[0]})"
     return f"{kind.lower().replace('_', ' ')}: {detail}" if detail else kind.lower().replace("_", " ")

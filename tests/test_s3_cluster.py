@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -136,6 +137,9 @@ def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_pat
     # Resumed from a checkpoint in S3 (epoch 5, 10, ...; the worker's copy was deleted), not from epoch 1.
     assert on_head and 5 < on_head[0] <= max(on_worker) + 1, f"retry started at {on_head[:1]}, worker reached {max(on_worker)}"
     assert on_head[-1] == epochs
+    # Ray's own account of the restore: the checkpoint came from the S3 file system, on the head.
+    restored = re.findall(r"Restored on ([\d.]+) from checkpoint: Checkpoint\(filesystem=(\w+), path=(\S+)\)", tail(log, 10**7))
+    assert restored and all(ip == HEAD_IP and fs == "s3" and path.startswith(f"{BUCKET}/exp/") for ip, fs, path in restored), restored
     # The other trial ran on the head from the start; both read their store from S3 only.
     other = next(p for t, p in progress.items() if t != victim)
     assert {ip for ip, _, _ in other["lines"]} == {HEAD_IP}
