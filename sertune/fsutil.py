@@ -23,6 +23,9 @@ import pyarrow.fs as pafs
 from sertune.errors import StorageError
 
 
+BUCKET_SCHEMES = ("s3://", "gs://", "gcs://")  # object stores: the first path component is a bucket
+
+
 def is_uri(location: str) -> bool:
     return "://" in str(location)
 
@@ -80,9 +83,9 @@ def _endpoint(location: str) -> str:
 
 
 def check_bucket(location: str) -> None:
-    """A URI's bucket (its first path component) must exist: pyarrow reports a missing bucket
-    as a missing file on read and fails only at the first write, after work was done."""
-    if not is_uri(location):
+    """An object store URI's bucket must exist: pyarrow reports a missing bucket as a missing
+    file on read and fails only at the first write, after work was done."""
+    if not str(location).startswith(BUCKET_SCHEMES):
         return
     fs, path = resolve(location)
     bucket = path.split("/", 1)[0]

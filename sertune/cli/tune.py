@@ -42,8 +42,9 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
     exp = paths.experiment_dir(experiment_dir)
     base = overrides(TrainConfig(threads=max(1, int(settings.cpus_per_trial))), opts)
     search = load_space(space)
-    fsutil.check_bucket(store), fsutil.check_bucket(exp)  # cheap checks first: no Ray start to find
-    read_manifest(store)  # the bucket or the store missing
+    for location in (store, exp):  # cheap checks first: no Ray start to find a bucket or the store missing
+        fsutil.check_bucket(location)
+    read_manifest(store)
     with ray_runtime.connect(address, num_cpus, num_gpus):
         from sertune.trials.tune import run_tune
 
