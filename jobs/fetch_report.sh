@@ -14,7 +14,10 @@ case ${1:-} in -h | --help) help_text; exit 0 ;; esac
 exp=${1:-$(sertune_setting SERTUNE_EXPERIMENT_DIR experiment_dir)}
 [ -n "$exp" ] || die "no experiment dir: pass it, or set SERTUNE_EXPERIMENT_DIR or SERTUNE_CLUSTER_CONFIG"
 dest=${2:-${SERTUNE_REPORT_DEST:-sertune-report}}
-src=${exp%/}/report
+case $exp in
+  *://*\?*) src="${exp%%\?*}"; src="${src%/}/report?${exp#*\?}" ;;  # URI options stay at the end
+  *) src=${exp%/}/report ;;
+esac
 mkdir -p "$dest"
 
 case $src in

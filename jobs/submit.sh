@@ -12,6 +12,11 @@
 #   SERTUNE_WORKING_DIR       upload this checkout as the job's working_dir: every node imports
 #                             sertune from it (development without reinstalling on the nodes)
 #   SERTUNE_RUNTIME_ENV_JSON  extra runtime environment (JSON object) merged over the default
+#   AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_REGION AWS_DEFAULT_REGION
+#                             passed on to the job and all its trials when set (MinIO and other
+#                             S3-compatible stores); on AWS the nodes' instance profile does the rest
+#   SERTUNE_FORWARD_AWS_CREDENTIALS=1  pass AWS_ACCESS_KEY_ID/SECRET/SESSION_TOKEN on too (they are
+#                             then visible in the job's runtime environment to token holders)
 #   SERTUNE_JOB_ID            submission id (default sertune-STAGE-<UTC time>-<random>)
 #   SERTUNE_NO_WAIT=1         submit, print the id, return (jobs/logs.sh ID follows it later)
 source "$(dirname "$0")/common.sh"
@@ -29,19 +34,9 @@ check_token
 
 job_id=${SERTUNE_JOB_ID:-sertune-$stage-$(date -u +%Y%m%dT%H%M%SZ)-$RANDOM}
 
-# Runtime environment: unbuffered output (live logs), optionally this checkout, then any extras.
-runtime_env=$("$PYTHON" - <<'PY'
-import json, os
-env = {"env_vars": {"PYTHONUNBUFFERED": "1"}}
-if os.environ.get("SERTUNE_WORKING_DIR"):
-    env["working_dir"] = os.path.abspath(os.environ["SERTUNE_WORKING_DIR"])
-    env["excludes"] = [".git", "**/__pycache__", "**/.pytest_cache", "*.egg-info", "sertune-experiment"]
-extra = json.loads(os.environ.get("SERTUNE_RUNTIME_ENV_JSON") or "{}")
-env["env_vars"].update(extra.pop("env_vars", {}))
-env.update(extra)
-print(json.dumps(env))
-PY
-)
+# Runtime environment (jobs/runtime_env.py): unbuffered output, the S3 endpoint and region of
+# this shell, optionally this checkout and AWS keys, then any extras.
+runtime_env=$("$PYTHON" "$JOBS_DIR/runtime_env.py") || exit 2
 
 ray job submit --address "$RAY_ADDRESS" --submission-id "$job_id" --no-wait \
   --runtime-env-json "$runtime_env" --metadata-json "{\"sertune_stage\": \"$stage\"}" \

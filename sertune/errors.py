@@ -43,3 +43,9 @@ class ConfigError(SertuneError):
     """A configuration or search-space file that cannot be used."""
 
     exit_code = 2
+
+
+class StorageError(SertuneError):
+    """Storage that cannot be used: no such bucket, access denied, endpoint unreachable."""
+
+    exit_code = 9

@@ -116,11 +116,11 @@ class Procs:
         self.sessions: set[int] = set()
         self.markers: list[str] = []
 
-    def popen(self, cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-        """Start ``cmd`` in a session of its own, its output appended to ``log``."""
+    def popen(self, cmd: list[str], env: dict, log: Path, cwd: str | None = None) -> subprocess.Popen:
+        """Start ``cmd`` in a session of its own (in ``cwd``), its output appended to ``log``."""
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, cwd=cwd)
         self.sessions.add(proc.pid)
         return proc
 

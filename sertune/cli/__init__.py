@@ -45,6 +45,11 @@ def main():
     try:
         cli(prog_name="sertune")
     except Exception as e:
+        if isinstance(e, OSError) and "AWS Error" in str(e):  # storage failing where no location was at hand
+            from sertune.fsutil import reason
+
+            click.echo(f"Error: {reason(e)}", err=True)
+            sys.exit(9)
         ray_exceptions = sys.modules.get("ray.exceptions")  # only loaded if a command used Ray
         if ray_exceptions is None or not isinstance(e, ray_exceptions.RayError):
             raise

@@ -31,7 +31,10 @@ def corpus(out, actors, seed, sample_rate):
 @ray_options
 def prepare(data, store, force, skip_bad, address, num_cpus, num_gpus, **features):
     """Decode, resample and compute MFCC for a corpus into a sharded Parquet store (on Ray)."""
+    from sertune import fsutil
     from sertune.store.prepare import prepare as run
+
+    fsutil.check_bucket(store)  # before any audio is decoded
 
     _, msg = run(data, store, FeatureConfig(**features), force=force, skip_bad=skip_bad,
                  address=address, num_cpus=num_cpus, num_gpus=num_gpus)  # Ray starts only if there is work

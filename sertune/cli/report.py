@@ -30,6 +30,7 @@ def report(experiment_dir, results_file, out_dir, kde):
     else:
         source = fsutil.normalize(results_file)
     out = fsutil.normalize(out_dir) if out_dir else paths.report_dir(exp)
+    fsutil.check_bucket(out)
 
     df = checked(results.read_table(source), source)  # validated once, here
     summary = table(df)

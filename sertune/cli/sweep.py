@@ -40,7 +40,7 @@ def parse_int_list(ctx, param, value):
 @ray_options
 def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, num_cpus, num_gpus, gpus_per_trial, **opts):
     """Stage 2: the N_att x seeds grid at the tuned configuration; reruns skip finished pairs."""
-    from sertune import paths, ray_runtime
+    from sertune import fsutil, paths, ray_runtime
     from sertune.config import TrainConfig
     from sertune.errors import ConfigError
     from sertune.store.schema import read_manifest
@@ -50,6 +50,8 @@ def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, n
     names = {f.name for f in dataclasses.fields(SweepSettings)}
     settings = SweepSettings(**{k: v for k, v in opts.items() if k in names})
     exp = paths.experiment_dir(experiment_dir)
+    for location in (store, exp, results_path or exp):
+        fsutil.check_bucket(location)
     if no_tuned and config_file:
         raise ConfigError("--config and --no-tuned exclude each other")
     base = TrainConfig() if no_tuned else load_best_config(config_file or paths.best_config(exp))

@@ -26,6 +26,8 @@ def train(store, out, **opts):
     from sertune.training.loop import train as run
 
     cfg = overrides(TrainConfig(), opts)
+    out = fsutil.normalize(out)
+    fsutil.check_bucket(out)  # before training, not after
     fs = load_store(store)
 
     def show(m, _run):
@@ -34,7 +36,6 @@ def train(store, out, **opts):
 
     result = run(cfg, fs, on_epoch=show)
     row = results.result_row(cfg, result, fs.store_hash, code_version())
-    out = fsutil.normalize(out)
     buf = io.BytesIO()
     torch.save(result.checkpoint, buf)
     fsutil.write_bytes_atomic(fsutil.join(out, "model.pt"), buf.getvalue())  # weights first: a result.json always has its model

@@ -33,7 +33,7 @@ def _opt(name):
 @ray_options
 def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_trial, **opts):
     """Stage 1: tune the N_att = 1 baseline with OptunaSearch (TPE) + ASHA on validation UAR."""
-    from sertune import paths, ray_runtime
+    from sertune import fsutil, paths, ray_runtime
     from sertune.search_space import load_space
     from sertune.store.schema import read_manifest
 
@@ -42,7 +42,9 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
     exp = paths.experiment_dir(experiment_dir)
     base = overrides(TrainConfig(threads=max(1, int(settings.cpus_per_trial))), opts)
     search = load_space(space)
-    read_manifest(store)  # cheap checks first: no Ray start to find the store missing
+    for location in (store, exp):  # cheap checks first: no Ray start to find a bucket or the store missing
+        fsutil.check_bucket(location)
+    read_manifest(store)
     with ray_runtime.connect(address, num_cpus, num_gpus):
         from sertune.trials.tune import run_tune
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ray
 from tqdm import tqdm
 
-from sertune import ray_runtime
+from sertune import fsutil, ray_runtime
 from sertune.config import FeatureConfig
 from sertune.store.build import build_store, extract_shard, plan_build
 
@@ -37,7 +37,8 @@ def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, s
     with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
         total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
     ) as bar:
-        manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)
+        with fsutil.storage_errors(plan.store):  # the driver's writes and the tasks' (their errors come back here)
+            manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)
     c = manifest["corpus"]
     msg = (f"{plan.store}: {c['n_utterances']} utterances of {c['n_actors']} actors in "
            f"{len(manifest['shards'])} shards (store {manifest['store_hash']})")

@@ -50,12 +50,13 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
         return 0, location
     inputs = TrialInputs(store=fsutil.normalize(store), base=base, checkpoint_every=s.checkpoint_every,
                          code_version=code_version(), emit_row=True)
-    grid = tuner.make_tuner(
-        inputs, s, {"pair": tune.grid_search([list(p) for p in todo])},
-        tune.TuneConfig(metric="best_val_uar", mode="max", reuse_actors=True),
-        name="sweep-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S"), storage_path=paths.sweep_dir(exp),
-        callbacks=[ResultsWriter(location)], verbose=verbose,
-    ).fit()
+    with fsutil.storage_errors(paths.sweep_dir(exp)):  # Tune's own reads and writes of the experiment
+        grid = tuner.make_tuner(
+            inputs, s, {"pair": tune.grid_search([list(p) for p in todo])},
+            tune.TuneConfig(metric="best_val_uar", mode="max", reuse_actors=True),
+            name="sweep-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S"), storage_path=paths.sweep_dir(exp),
+            callbacks=[ResultsWriter(location)], verbose=verbose,
+        ).fit()
     missing = pending_pairs(location, s)
     if missing:
         error = tuner.first_error(grid)

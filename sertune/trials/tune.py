@@ -77,7 +77,8 @@ def _check_finished(grid, num_samples: int) -> None:
     """fit() also returns when interrupted (Ctrl-C): the saved experiment then holds unfinished
     trials, or fewer than asked for. Publishing a "best" of that would be wrong. The statuses in
     memory all read TERMINATED after an interrupt; those saved for a restore do not."""
-    trials = tune.ExperimentAnalysis(grid.experiment_path).trials
+    # experiment_path has no scheme on remote storage (bucket/exp/tune/tune): give Tune the filesystem
+    trials = tune.ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem).trials
     done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     if done < len(trials) or len(trials) < num_samples:
         raise TrialError(f"tune stopped before the end ({done} of {num_samples} trials finished); "
@@ -89,8 +90,9 @@ def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettin
     manifest = read_manifest(store)
     if base.n_att != 1:
         raise ConfigError("the tune stage tunes the N_att = 1 baseline")
-    grid = _tuner(fsutil.normalize(store), exp, base, space, s, verbose).fit()
-    _check_finished(grid, s.num_samples)
+    with fsutil.storage_errors(paths.tune_dir(exp)):
+        grid = _tuner(fsutil.normalize(store), exp, base, space, s, verbose).fit()
+        _check_finished(grid, s.num_samples)
     ok = [r for r in grid if r.error is None and r.metrics and METRIC in r.metrics]
     if not ok:
         raise TrialError(f"no tune trial finished ({tuner.first_error(grid) or 'no results'})")
