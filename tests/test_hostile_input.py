@@ -237,7 +237,8 @@ def test_bad_config_file_is_one_line(synth_store, tmp_path, content, message):
     config = tmp_path / "config.json"
     config.write_text(content)
     r = run("sweep", "--store", synth_store, "--experiment-dir", tmp_path / "exp", "--config", config, "--seeds", 1)
-    one_line_error(r, 2, f"{config}: {message}")
+    one_line_error(r, 2, message)
+    assert r.output.startswith(f"Error: {config}: ")
     assert not (tmp_path / "exp").exists()
 
 
