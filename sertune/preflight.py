@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import click
+
 from sertune.errors import ConfigError
 
 
@@ -32,7 +34,11 @@ def check_writable(location: str | os.PathLike | None, option: str) -> None:
         raise ConfigError(f"{option} {location}: cannot write in {nearest} ({e.strerror})") from None
 
 
-def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float, local: bool, warn) -> None:
+def warn(message: str) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float, local: bool, warn=warn) -> None:
     """A trial asking for more than any node has waits forever. On sertune's own local Ray that
     is certain: refuse. On a cluster an autoscaler may add such a node: ``warn``. Ray must be
     connected."""

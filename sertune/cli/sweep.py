@@ -70,8 +70,7 @@ def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, n
 
         if pending:  # no Ray started just to find that every pair is done
             settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
-            check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local,
-                                  lambda m: click.echo(f"Warning: {m}", err=True))
+            check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local)
             check_device(base.device, settings.gpus_per_trial, local)
         ran, location = run_sweep(store, exp, base, settings, results_path)
     total = len(settings.pairs())

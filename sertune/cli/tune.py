@@ -11,10 +11,6 @@ from sertune.config import TUNED_KNOBS, TrainConfig
 from sertune.experiment import TuneSettings, default
 
 
-def _warn(message: str) -> None:
-    click.echo(f"Warning: {message}", err=True)
-
-
 def _opt(name):
     return default(TuneSettings, name)
 
@@ -54,7 +50,7 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
         from sertune.trials.tune import run_tune
 
         settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
-        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local, _warn)
+        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local)
         check_device(base.device, settings.gpus_per_trial, local)
         best = run_tune(store, exp, base, search, settings)
     tuned = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["tuned"].items())
