@@ -83,14 +83,14 @@ def test_training_state_round_trips_as_tensors_and_plain_values(synth_store, tmp
     from sertune.training.loop import Training
     from sertune.trials.trainable import STATE_FILE, load_state, save_state
 
-    run_ = Training(TrainConfig(epochs=2, n_att=2), load_store(synth_store))
+    run_ = Training(TrainConfig(epochs=2, n_att=2, hidden_size=8, batch_size=64), load_store(synth_store))
     run_.step()
     save_state(run_, str(tmp_path))
     torch.load(tmp_path / STATE_FILE, weights_only=True)  # what a planted file must pass
     state = load_state(str(tmp_path))
     assert state["epoch"] == 1 and state["history"] == run_.history
     assert torch.equal(state["rng"], run_.state_dict()["rng"])
-    resumed = Training(TrainConfig(epochs=2, n_att=2), load_store(synth_store))
+    resumed = Training(TrainConfig(epochs=2, n_att=2, hidden_size=8, batch_size=64), load_store(synth_store))
     resumed.load_state_dict(state)
     assert resumed.step()["val_uar"] == run_.step()["val_uar"]
 
