@@ -6,6 +6,8 @@ Light on purpose (no librosa, torch or Ray): the command line reads its defaults
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 
 from sertune.errors import ConfigError
@@ -16,6 +18,9 @@ TUNED_KNOBS = ("lr", "batch_size", "dropout", "weight_decay", "cycles", "restart
 # Fields that say where and how fast a run goes, not what it computes: two runs that differ only
 # here are the same experiment. Everything else in TrainConfig (precision included) is identity.
 RUNTIME_FIELDS = ("device", "threads")
+# Caps that refuse a typo before it allocates: LSTM weights grow with hidden_size squared
+# (100 000 would take 160 GB), and the paper's largest model is hidden 64, N_att 64, one layer.
+MAX_HIDDEN_SIZE, MAX_LAYERS, MAX_N_ATT = 4096, 8, 1024
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class FeatureConfig:
         return asdict(self)
 
     def validate(self) -> "FeatureConfig":
+        for name in ("win_ms", "hop_ms", "fmin", "fmax"):  # nan or inf would fail later as a traceback
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"feature parameters: {name} must be a finite number (got {getattr(self, name)})")
         checks = [
             (self.sample_rate > 0 and self.n_fft > 0, "sample rate and n_fft must be positive"),
             (self.hop_length >= 1, f"hop {self.hop_ms} ms is under one sample"),
@@ -96,14 +104,16 @@ class TrainConfig:
 
     def __post_init__(self):
         checks = [
-            (self.n_att >= 1, "n_att must be >= 1"),
-            (self.hidden_size >= 1 and self.num_layers >= 1, "hidden_size and num_layers must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
+            (1 <= self.n_att <= MAX_N_ATT, f"n_att must be between 1 and {MAX_N_ATT}"),
+            (1 <= self.hidden_size <= MAX_HIDDEN_SIZE, f"hidden_size must be between 1 and {MAX_HIDDEN_SIZE}"),
+            (1 <= self.num_layers <= MAX_LAYERS, f"num_layers must be between 1 and {MAX_LAYERS}"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr must be a finite number > 0"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
-            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (1 <= self.cycles <= max(1, self.epochs), "cycles must be between 1 and epochs"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),  # also refuses nan
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay must be a finite number >= 0"),
+            (1 <= self.cycles <= max(1, self.epochs), f"cycles must be between 1 and epochs ({self.epochs})"),
             (self.epochs >= 1, "epochs must be >= 1"),
+            (self.seed >= 0 and self.split_seed >= 0 and self.threads >= 0, "seed, split_seed and threads must be >= 0"),
             (self.folds == 0 or self.folds >= 3, "folds must be 0 (one fixed split) or >= 3"),
             (self.split in ("speaker", "random"), f"split {self.split!r} is not speaker or random"),
             (self.norm in ("global", "utterance"), f"norm {self.norm!r} is not global or utterance"),
@@ -127,8 +137,7 @@ class TrainConfig:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
-        casts = {"int": int, "float": float, "str": str, "bool": _as_bool}
-        return cls(**{k: casts[known[k]](v) if known[k] in casts else v for k, v in d.items()})
+        return cls(**{k: _cast(k, known[k], v) for k, v in d.items()})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,3 +152,32 @@ class TrainConfig:
         """The fields that make two runs the same experiment, less ``exclude`` (what a stage
         searches or sweeps)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS and k not in exclude}
+
+
+def _cast(name: str, kind: str, value):
+    """A configuration file's value as the field's type, refusing what a cast would change:
+    16.7 is not a batch size, true is not a number, "abc" is not a learning rate. Numeric
+    strings pass: YAML reads 1e-3 as a string."""
+    if kind == "bool":
+        return _as_bool(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: {value!r} is not a string")
+        return value
+    if kind not in ("int", "float"):
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or isinstance(number, bool) or not isinstance(number, numbers.Real):
+        raise ConfigError(f"{name}: {value!r} is not a number")
+    if kind == "float":
+        return float(number)
+    if isinstance(number, numbers.Integral):
+        return int(number)
+    if not math.isfinite(number) or number != int(number):
+        raise ConfigError(f"{name}: {value!r} is not a whole number")
+    return int(number)

@@ -33,7 +33,7 @@ def demo(ctx, workdir, actors, epochs, tune_samples, seeds, address, num_cpus, n
     with ray_runtime.connect(address, num_cpus, num_gpus):  # one Ray for every stage
         ctx.invoke(prepare, data=str(data), store=store)
         ctx.invoke(tune, store=store, experiment_dir=exp, num_samples=tune_samples, grace_period=3,
-                   reduction_factor=2, epochs=epochs)
+                   reduction_factor=2, epochs=epochs, address=address)  # the stages' resource checks: local or cluster
         # ctx.invoke skips option callbacks: the grid goes in parsed, as the callback would give it
-        ctx.invoke(sweep, store=store, experiment_dir=exp, seeds=seeds, n_att=DEFAULT_N_ATT, epochs=epochs)
+        ctx.invoke(sweep, store=store, experiment_dir=exp, seeds=seeds, n_att=DEFAULT_N_ATT, epochs=epochs, address=address)
     ctx.invoke(report, experiment_dir=exp)

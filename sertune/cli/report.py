@@ -17,6 +17,7 @@ def report(experiment_dir, results_file, out_dir, kde):
     """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att."""
     from sertune import fsutil, paths, results
     from sertune.errors import ResultsError
+    from sertune.preflight import check_writable
     from sertune.report import render_report, write_report
     from sertune.report.figures import kde_selection
     from sertune.report.summary import checked, report_warnings, table
@@ -31,6 +32,7 @@ def report(experiment_dir, results_file, out_dir, kde):
         source = fsutil.normalize(results_file)
     out = fsutil.normalize(out_dir) if out_dir else paths.report_dir(exp)
     fsutil.check_bucket(out)
+    check_writable(out, "--out" if out_dir else "--experiment-dir")
 
     df = checked(results.read_table(source), source)  # validated once, here
     summary = table(df)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 
 import click
 
@@ -43,6 +44,7 @@ def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, n
     from sertune import fsutil, paths, ray_runtime
     from sertune.config import TrainConfig
     from sertune.errors import ConfigError
+    from sertune.preflight import check_device, check_trial_resources, check_writable
     from sertune.store.schema import read_manifest
     from sertune.trials.sweep import check_same_experiment, pending_pairs
     from sertune.trials.tune import load_best_config
@@ -61,11 +63,17 @@ def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, n
     location = results_path or paths.sweep_results(exp)
     check_same_experiment(location, read_manifest(store)["store_hash"], base)  # cheap checks before Ray starts
     pending = pending_pairs(location, settings)
+    if pending:
+        check_writable(exp, "--experiment-dir")
+        check_writable(os.path.dirname(location) if results_path else None, "--results")
+    local = ray_runtime.resolve_address(address) is None
     with contextlib.nullcontext() if not pending else ray_runtime.connect(address, num_cpus, num_gpus):
         from sertune.trials.sweep import run_sweep
 
         if pending:  # no Ray started just to find that every pair is done
             settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
+            check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local)
+            check_device(base.device, settings.gpus_per_trial, local)
         ran, location = run_sweep(store, exp, base, settings, results_path)
     total = len(settings.pairs())
     click.echo(f"{location}: {total} of {total} pairs done ({ran} run now, {total - ran} already there)")

@@ -21,13 +21,16 @@ def train(store, out, **opts):
     import torch
 
     from sertune import fsutil, results
+    from sertune.preflight import check_writable
     from sertune.provenance import code_version
     from sertune.store.load import load_store
-    from sertune.training.loop import train as run
+    from sertune.training.loop import pick_device, train as run
 
     cfg = overrides(TrainConfig(), opts)
     out = fsutil.normalize(out)
     fsutil.check_bucket(out)  # before training, not after
+    check_writable(out, "--out")
+    pick_device(cfg.device)
     fs = load_store(store)
 
     def show(m, _run):

@@ -34,6 +34,7 @@ def _opt(name):
 def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_trial, **opts):
     """Stage 1: tune the N_att = 1 baseline with OptunaSearch (TPE) + ASHA on validation UAR."""
     from sertune import fsutil, paths, ray_runtime
+    from sertune.preflight import check_device, check_trial_resources, check_writable
     from sertune.search_space import load_space
     from sertune.store.schema import read_manifest
 
@@ -41,14 +42,18 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
     settings = TuneSettings(**{k: v for k, v in opts.items() if k in names})
     exp = paths.experiment_dir(experiment_dir)
     base = overrides(TrainConfig(threads=max(1, int(settings.cpus_per_trial))), opts)
-    search = load_space(space)
+    search = load_space(space, base)  # before anything is written or started
     for location in (store, exp):  # cheap checks first: no Ray start to find a bucket or the store missing
         fsutil.check_bucket(location)
     read_manifest(store)
+    check_writable(exp, "--experiment-dir")
+    local = ray_runtime.resolve_address(address) is None
     with ray_runtime.connect(address, num_cpus, num_gpus):
         from sertune.trials.tune import run_tune
 
         settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
+        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local)
+        check_device(base.device, settings.gpus_per_trial, local)
         best = run_tune(store, exp, base, search, settings)
     tuned = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["tuned"].items())
     click.echo(f"best validation UAR {best['best_val_uar']:.4f} with {tuned}")

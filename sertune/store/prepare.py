@@ -5,7 +5,7 @@ from __future__ import annotations
 import ray
 from tqdm import tqdm
 
-from sertune import fsutil, ray_runtime
+from sertune import fsutil, preflight, ray_runtime
 from sertune.config import FeatureConfig
 from sertune.store.build import build_store, extract_shard, plan_build
 
@@ -20,9 +20,12 @@ def ray_task_runner():
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 yield ray.get(done[0])
+        except KeyboardInterrupt:
+            pending = []  # Ctrl-C: the tasks end with their owner, this driver; a cancel would only race that
+            raise
         finally:
-            for ref in pending:  # an abort (bad file, Ctrl-C) should not leave work running
-                ray.cancel(ref, force=True)
+            for ref in pending:  # an abort (bad file) should not leave work writing into the staging store
+                ray.cancel(ref)  # not force=True: killing workers mid-task trips Ray check failures, leaves agents running
 
     return run
 
@@ -34,6 +37,7 @@ def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, s
     plan = plan_build(data, store, config, force)
     if plan is None:
         return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
+    preflight.check_writable(plan.store, "--store")  # before Ray starts, not at the first shard
     with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
         total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
     ) as bar:

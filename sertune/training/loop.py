@@ -8,6 +8,7 @@ folds advance in lockstep, so a scheduler sees one validation UAR per epoch eith
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from sertune.audio.labels import EMOTIONS, N_CLASSES
 from sertune.config import TrainConfig
-from sertune.errors import ConfigError
+from sertune.errors import ConfigError, TrialError
 from sertune.store.load import FeatureSet
 from sertune.training.batching import BucketBatches, gather, normalize, sorted_batches, train_statistics
 from sertune.training.metrics import confusion_matrix, per_class_recall, uar
@@ -50,6 +51,13 @@ def check_precision(precision: str, device: torch.device) -> None:
     except RuntimeError:
         raise ConfigError(f"--precision bf16: no bfloat16 LSTM kernel on this {device.type} "
                           "(CPUs need AVX512-BF16 or AMX); use --precision fp32") from None
+
+
+def check_finite(loss: float, epoch: int, cfg: TrainConfig) -> None:
+    """A nan or inf loss never recovers: stop rather than report chance-level UAR as a result."""
+    if not math.isfinite(loss):
+        raise TrialError(f"epoch {epoch}: the training loss is {loss} (not finite); likely a learning rate "
+                         f"too high (lr {cfg.lr:g}) or bad features in the store (NaN or inf values)")
 
 
 class FoldRun:
@@ -194,6 +202,7 @@ class Training:
         """Train every fold one epoch and validate; the metrics a scheduler sees."""
         t0 = time.perf_counter()
         losses = [f.train_epoch() for f in self.folds]
+        check_finite(sum(losses) / len(losses), self.epoch + 1, self.cfg)
         vals = [f.validate(self.epoch + 1) for f in self.folds]
         self.epoch += 1
         metrics = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from ray import tune
 
 from sertune import results
 from sertune.config import TrainConfig
+from sertune.errors import TrialError
 from sertune.store.load import cached_store
 from sertune.training.loop import Training, train
 
@@ -59,7 +61,7 @@ def _reporter(every: int, epochs: int):
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
-            torch.save(run.state_dict(), os.path.join(d, STATE_FILE))
+            save_state(run, d)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     return on_epoch
@@ -70,4 +72,21 @@ def _resume_state() -> dict | None:
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), weights_only=False)
+        return load_state(d)
+
+
+def save_state(run: Training, directory: str) -> None:
+    """The run's state: tensors (weights, optimiser moments, RNG states) and plain values only,
+    so that `load_state` can refuse everything else."""
+    torch.save(run.state_dict(), os.path.join(directory, STATE_FILE))
+
+
+def load_state(directory: str) -> dict:
+    """A state `save_state` wrote. weights_only: unpickling anything but tensors and plain values
+    would run whatever code a replaced file names, in every worker that resumes from it."""
+    path = os.path.join(directory, STATE_FILE)
+    try:
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise TrialError(f"{path}: not a training state sertune wrote ({type(e).__name__}); not loaded, "
+                         "as it may hold code (an experiment directory is trusted storage)") from None

@@ -63,11 +63,18 @@ def _request(store: str, base: TrainConfig, space: dict, s: TuneSettings) -> dic
 
 
 def _check_same_request(exp: str, request: dict) -> None:
-    """Tuner.restore silently keeps the old settings: refuse a rerun that asks for others."""
+    """Tuner.restore silently keeps the old settings: refuse a rerun that asks for others. And it
+    unpickles tuner.pkl, which can run any code: restore only what sertune created (its request
+    file present and the same), never a Ray Tune folder of unknown origin."""
     location = _request_file(exp)
-    if not fsutil.exists(location):
-        return
-    diff = differences(json.loads(fsutil.read_bytes(location)), request)
+    try:
+        recorded = json.loads(fsutil.read_bytes(location)) if fsutil.exists(location) else None
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{paths.tune_dir(exp)}: holds a Ray Tune experiment without a readable request.json, so "
+                          "not one sertune created; not restored (restoring runs its tuner.pkl); use another --experiment-dir")
+    diff = differences(recorded, request)
     if diff:
         raise ConfigError(f"{paths.tune_dir(exp)}: an unfinished or finished experiment with other settings "
                           f"exists (differs in {', '.join(diff)}); rerun it as it was or use another --experiment-dir")
@@ -132,4 +139,11 @@ def load_best_config(location: str) -> TrainConfig:
         data = json.loads(fsutil.read_bytes(location))
     except ValueError as e:
         raise ConfigError(f"{location}: unreadable configuration ({e})") from None
-    return TrainConfig.from_dict(data.get("config", data))
+    config = data.get("config", data) if isinstance(data, dict) else data  # best_config.json, or a bare TrainConfig
+    if not isinstance(config, dict):
+        got = {type(None): "null", list: "a list", str: "a string"}.get(type(config), type(config).__name__)
+        raise ConfigError(f"{location}: a configuration maps training option names to values (got {got})")
+    try:
+        return TrainConfig.from_dict(config)
+    except ConfigError as e:
+        raise ConfigError(f"{location}: {e.message}") from None
