@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from proctools import synthetic_corpus, synthetic_store
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SERTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -45,18 +46,12 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
-    from sertune.audio.synthetic import write_corpus
-
-    out = tmp_path_factory.mktemp("corpus")
-    write_corpus(out, actors=6, seed=0)
-    return out
+    """The built-in corpus, 6 actors. Read-only: a test that changes files copies them first."""
+    return synthetic_corpus(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def synth_store(synth_corpus, tmp_path_factory, ray_local) -> str:
-    from sertune.config import FeatureConfig
-    from sertune.store.prepare import prepare
-
-    store = str(tmp_path_factory.mktemp("stores") / "synth")
-    prepare(str(synth_corpus), store, FeatureConfig(), progress=False)
-    return store
+def synth_store(tmp_path_factory) -> str:
+    """The store of ``synth_corpus``, built without Ray (the Ray build has tests of its own in
+    test_store.py). Tests that run trials ask for ``ray_local`` themselves."""
+    return synthetic_store(tmp_path_factory)

@@ -5,6 +5,9 @@ those sessions, their descendants and anything naming its private temp dirs -- n
 which would stop every Ray on the machine. Ray stays on loopback: a head on HEAD_IP, a worker
 on WORKER_IP.
 
+Every subprocess gets `clean_env()`: this interpreter's bin/ first on PATH, so that `ray` and
+`sertune` are the ones under test even where the caller's PATH has none (`tool`, `sertune`).
+
 Imported as `proctools`: pytest puts tests/ on sys.path (rootdir-based, no __init__.py).
 """
 
@@ -25,7 +28,8 @@ import pytest
 
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 # Variables that would point sertune or Ray at something other than what a test sets up.
-RAY_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
+RAY_VARS = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+            "RAY_TMPDIR")
 
 
 # ------------------------------------------------------------------ processes
@@ -116,11 +120,11 @@ class Procs:
         self.sessions: set[int] = set()
         self.markers: list[str] = []
 
-    def popen(self, cmd: list[str], env: dict, log: Path, cwd: str | None = None) -> subprocess.Popen:
-        """Start ``cmd`` in a session of its own (in ``cwd``), its output appended to ``log``."""
+    def popen(self, cmd: list[str], env: dict, log: Path, cwd: str | Path | None = None) -> subprocess.Popen:
+        """Start ``cmd`` in a session of its own, its output appended to ``log``."""
         with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=cwd)
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.sessions.add(proc.pid)
         return proc
 
@@ -137,8 +141,11 @@ class Procs:
         """SIGKILL everything of ours; return what survived."""
         return kill(self.pids())
 
-    def close(self) -> set[int]:
-        """`cleanup`, then remove the temp dirs; return what survived."""
+    def close(self, grace: float = 0.0) -> set[int]:
+        """SIGTERM and up to ``grace`` s to exit (if ``grace``), then `cleanup`, then remove the
+        temp dirs; return what survived."""
+        if grace:
+            kill(self.pids(), grace, signal.SIGTERM)
         left = self.cleanup()
         for marker in self.markers:
             shutil.rmtree(marker, ignore_errors=True)
@@ -175,17 +182,25 @@ def filtered_env(foreign: Iterable[str] = RAY_VARS) -> dict[str, str]:
 BIN = str(Path(sys.executable).parent)  # this interpreter's bin/: its `ray` and `sertune`, not the caller's PATH's
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """`filtered_env` for a `sertune` or `ray` subprocess: unbuffered, no usage stats, this
-    interpreter's bin/ first on PATH, and ``extra``."""
+def clean_env(first_on_path: Iterable[str] = (), /, **extra: str) -> dict[str, str]:
+    """The environment of every `sertune`, `ray` or jobs/*.sh subprocess: `filtered_env`,
+    unbuffered, no usage stats, ``first_on_path`` then this interpreter's bin/ first on PATH (so
+    a machine whose PATH holds no `ray` runs the tests alike), and ``extra``."""
     env = filtered_env()
-    env["PATH"] = os.pathsep.join([BIN, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != BIN)])
+    first = [*first_on_path, BIN]
+    env["PATH"] = os.pathsep.join([*first, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p not in first)])
     return {**env, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
 
 
 def tool(name: str) -> str:
     """The path of this interpreter's ``ray`` or ``sertune``."""
     return os.path.join(BIN, name)
+
+
+def sertune(*args: str) -> list[str]:
+    """The command line of `sertune ARGS` run by this interpreter: the sertune it imports (the
+    checkout under test, through PYTHONPATH), whether or not an entry point is installed."""
+    return [sys.executable, "-m", "sertune", *args]
 
 
 def free_port() -> int:
@@ -214,24 +229,46 @@ def gcs_nodes(address: str, token: str | None = None, timeout: float = 10.0) -> 
     return list(reply.node_info_list)
 
 
+# ------------------------------------------------------------------ Ray nodes
+
+
+def ray_start(procs: Procs, args: list[str], env: dict, log: Path, timeout: float = 120) -> int:
+    """`ray start ARGS` in a session of its own; fails the test if it does not succeed. Returns
+    the session id: the node's daemons stay in that session after `ray start` exits."""
+    proc = procs.popen([tool("ray"), "start", *args], env, log)
+    if wait_or_fail(proc, timeout, log, f"ray start {' '.join(args[:2])} ...") != 0:
+        pytest.fail(f"ray start {' '.join(args)} failed:\n{tail(log)}")
+    return proc.pid
+
+
 # ------------------------------------------------------------------ data
 
 
-def synthetic_store(tmp_path_factory) -> str:
-    """The built-in corpus (6 actors) and its store, built once per pytest session in-process
-    (no Ray), under the session's base temp dir so that every test module reuses it."""
-    from sertune.config import FeatureConfig
-    from sertune.store.build import build_store, extract_shard, plan_build
+def synthetic_corpus(tmp_path_factory) -> Path:
+    """The built-in corpus, 6 actors (3 per gender: the fewest a speaker split accepts), written
+    once per pytest session under its base temp dir."""
     from sertune.audio.synthetic import write_corpus
 
-    base = tmp_path_factory.getbasetemp() / "sertune-synthetic-6"
-    store = base / "store"
-    if (base / "READY").exists():
-        return str(store)
-    shutil.rmtree(base, ignore_errors=True)
-    write_corpus(base / "corpus", actors=6, seed=0)
-    config = FeatureConfig()
-    plan = plan_build(str(base / "corpus"), str(store), config, force=False)
-    build_store(plan, lambda tasks: (extract_shard(*t) for t in tasks))
-    (base / "READY").write_text("ok")
+    corpus = tmp_path_factory.getbasetemp() / "sertune-synthetic-6" / "corpus"
+    ready = corpus.parent / "CORPUS-READY"
+    if not ready.exists():
+        shutil.rmtree(corpus, ignore_errors=True)
+        write_corpus(corpus, actors=6, seed=0)
+        ready.write_text("ok")
+    return corpus
+
+
+def synthetic_store(tmp_path_factory) -> str:
+    """The store of `synthetic_corpus`, built once per pytest session in this process, without
+    Ray (build.serial_runner): tests that only read a store need not start Ray for it."""
+    from sertune.config import FeatureConfig
+    from sertune.store.build import build_store, plan_build, serial_runner
+
+    corpus = synthetic_corpus(tmp_path_factory)
+    store = corpus.parent / "store"
+    ready = corpus.parent / "STORE-READY"
+    if not ready.exists():
+        plan = plan_build(str(corpus), str(store), FeatureConfig(), force=True)
+        build_store(plan, serial_runner)
+        ready.write_text("ok")
     return str(store)

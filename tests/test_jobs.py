@@ -14,36 +14,27 @@ import json
 import os
 import re
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from proctools import HEAD_IP, WORKER_IP, filtered_env, free_port, gcs_nodes, kill, node_ports, session_pids
+from proctools import (HEAD_IP, WORKER_IP, Procs, clean_env, free_port, gcs_nodes, node_ports, ray_start, sertune,
+                       tail, wait_or_fail)
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = ROOT / "jobs"
 SCRIPTS = ["common.sh", "submit.sh", "wait.sh", "logs.sh", "stop.sh", "fetch_report.sh", "pipeline.sh"]
-# Variables that would point the scripts or Ray at something other than the test cluster.
-FOREIGN_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-# The `ray` and `python` of the interpreter running the tests (e.g. .venv/bin), first on PATH.
-BIN_DIR = str(Path(sys.executable).parent)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = filtered_env(FOREIGN_ENV)
-    env["PATH"] = os.pathsep.join([BIN_DIR, env.get("PATH", "")])
-    env["SERTUNE_PYTHON"] = sys.executable
-    env.update(extra)
-    return env
+def jobs_env(**extra: str) -> dict[str, str]:
+    """`clean_env` plus the interpreter jobs/common.sh runs Python with."""
+    return clean_env(SERTUNE_PYTHON=sys.executable, **extra)
 
 
 def run_script(name: str, *args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -63,7 +54,7 @@ def test_scripts_parse(name):
 
 
 def test_submit_rejects_unknown_stage_and_missing_token(tmp_path):
-    env = clean_env(HOME=str(tmp_path))  # no ~/.ray/auth_token there
+    env = jobs_env(HOME=str(tmp_path))  # no ~/.ray/auth_token there
     r = run_script("submit.sh", "train", env=env)
     assert r.returncode == 2 and "unknown stage" in r.stderr
     r = run_script("submit.sh", "report", "--experiment-dir", "x", env=env)
@@ -80,12 +71,12 @@ def test_locations_come_from_the_cluster_config():
         return subprocess.run(["bash", "-c", cmd], env=env, cwd=ROOT, text=True, capture_output=True,
                               check=True).stdout
 
-    env = clean_env(SERTUNE_CLUSTER_CONFIG="cluster/config.yaml")
+    env = jobs_env(SERTUNE_CLUSTER_CONFIG="cluster/config.yaml")
     assert setting(env, "SERTUNE_STORE", "store") == "s3://YOUR-BUCKET/sertune/features"
     assert setting({**env, "SERTUNE_STORE": "/mnt/x"}, "SERTUNE_STORE", "store") == "/mnt/x"
-    env = clean_env(SERTUNE_CLUSTER_CONFIG="cluster/local.yaml")
+    env = jobs_env(SERTUNE_CLUSTER_CONFIG="cluster/local.yaml")
     assert setting(env, "SERTUNE_EXPERIMENT_DIR", "experiment_dir").startswith("/mnt/shared/")
-    assert setting(clean_env(), "SERTUNE_DATA", "data") == ""
+    assert setting(jobs_env(), "SERTUNE_DATA", "data") == ""
 
 
 def test_fetch_report_copies_a_visible_report(tmp_path):
@@ -94,25 +85,15 @@ def test_fetch_report_copies_a_visible_report(tmp_path):
     (report / "table.md").write_text("| LSTM-v-1 |\n")
     (report / "uar_vs_natt.png").write_bytes(b"png")
     r = run_script("fetch_report.sh", str(tmp_path / "exp"), str(tmp_path / "out"),
-                   env=clean_env(RAY_AUTH_TOKEN="unused"))
+                   env=jobs_env(RAY_AUTH_TOKEN="unused"))
     assert r.returncode == 0, r.stderr
     assert r.stdout == "| LSTM-v-1 |\n"
     assert (tmp_path / "out" / "uar_vs_natt.png").read_bytes() == b"png"
-    r = run_script("fetch_report.sh", str(tmp_path / "nowhere"), str(tmp_path / "out2"), env=clean_env())
+    r = run_script("fetch_report.sh", str(tmp_path / "nowhere"), str(tmp_path / "out2"), env=jobs_env())
     assert r.returncode == 2 and "not visible here" in r.stderr
 
 
 # ------------------------------------------------------------------ the two-node cluster
-
-
-def kill_sessions(sessions: set[int], grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL, every process in the given sessions and all their descendants
-    (job entrypoints run with setsid)."""
-    doomed = session_pids(sessions)
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        doomed = kill(doomed, wait, sig)
-        if not doomed:
-            return
 
 
 @dataclass
@@ -121,20 +102,19 @@ class Cluster:
     jobs_url: str
     token: str
     token_path: Path
-    node_env: dict
+    procs: Procs
     corpus_proc: subprocess.Popen | None = None
     corpus_path: Path | None = None
-    sessions: set[int] = field(default_factory=set)
 
     def corpus(self) -> Path:
         """The synthetic corpus, written while the cluster was starting."""
-        out, _ = self.corpus_proc.communicate(timeout=180)
-        assert self.corpus_proc.returncode == 0, out
+        log = self.corpus_path.parent / "corpus.log"
+        assert wait_or_fail(self.corpus_proc, 180, log) == 0, tail(log)
         return self.corpus_path
 
     def client_env(self, **extra: str) -> dict[str, str]:
         """What a user's shell needs: the Jobs API address and the token file."""
-        return clean_env(RAY_ADDRESS=self.jobs_url, RAY_AUTH_TOKEN_PATH=str(self.token_path), **extra)
+        return jobs_env(RAY_ADDRESS=self.jobs_url, RAY_AUTH_TOKEN_PATH=str(self.token_path), **extra)
 
     def http(self, path: str, token: str | None = None) -> tuple[int, str]:
         request = urllib.request.Request(self.jobs_url + path)
@@ -152,23 +132,10 @@ def gcs_node_count(address: str, token: str | None) -> int:
     return len(gcs_nodes(address, token, timeout=15))
 
 
-def ray_start(args: list[str], env: dict, cluster: Cluster) -> None:
-    proc = subprocess.Popen([shutil.which("ray", path=env["PATH"]) or "ray", "start", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    cluster.sessions.add(proc.pid)  # its daemons stay in this session after it exits
-    try:
-        out, _ = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail(f"ray start {' '.join(args)} timed out:\n{out[-3000:]}")
-    if proc.returncode != 0:
-        pytest.fail(f"ray start {' '.join(args)} failed:\n{out[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    temp = Path(tempfile.mkdtemp(prefix="srt-", dir="/tmp"))  # short: Ray's unix sockets live here
+    procs = Procs()  # every process started here, and anything naming the temp dir, dies at the end
+    temp = Path(procs.tempdir("srt-"))  # short: Ray's unix sockets live here
     token = secrets.token_hex(32)
     token_path = temp / "auth_token"
     token_path.write_text(token)
@@ -179,25 +146,24 @@ def cluster():
     bin_dir.mkdir()
     (bin_dir / "sertune").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m sertune "$@"\n')
     (bin_dir / "sertune").chmod(0o755)
-    node_env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path),
-                         PATH=os.pathsep.join([str(bin_dir), BIN_DIR, os.environ.get("PATH", "")]),
-                         RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+    node_env = clean_env([str(bin_dir)], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path),
+                         SERTUNE_PYTHON=sys.executable)
     gcs_port, dashboard_port = free_port(), free_port()
-    c = Cluster(f"{HEAD_IP}:{gcs_port}", f"http://{HEAD_IP}:{dashboard_port}", token, token_path, node_env)
-    # Meanwhile, the smallest corpus a speaker-independent split accepts (3 actors per gender).
-    c.corpus_path = temp / "data"
-    c.corpus_proc = subprocess.Popen(
-        [sys.executable, "-m", "sertune", "corpus", "--out", str(c.corpus_path), "--actors", "6"],
-        cwd=ROOT, env=clean_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    c = Cluster(f"{HEAD_IP}:{gcs_port}", f"http://{HEAD_IP}:{dashboard_port}", token, token_path, procs)
     try:
-        ray_start(["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs_port}",
-                   f"--dashboard-host={HEAD_IP}", f"--dashboard-port={dashboard_port}",
-                   f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--num-gpus=0",
-                   f"--temp-dir={temp / 'h'}", "--disable-usage-stats", *node_ports()], node_env, c)
+        # Meanwhile, the smallest corpus a speaker-independent split accepts (3 actors per gender).
+        c.corpus_path = temp / "data"
+        c.corpus_proc = procs.popen(sertune("corpus", "--out", str(c.corpus_path), "--actors", "6"), clean_env(),
+                                    temp / "corpus.log", cwd=ROOT)
+        ray_start(procs, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs_port}",
+                          f"--dashboard-host={HEAD_IP}", f"--dashboard-port={dashboard_port}",
+                          f"--ray-client-server-port={free_port()}", "--num-cpus=2", "--num-gpus=0",
+                          f"--temp-dir={temp / 'h'}", "--disable-usage-stats", *node_ports()], node_env, temp / "head.log")
         # Its own temp dir, as on a separate machine: nodes sharing one would share (and
         # garbage-collect) each other's runtime_resources, e.g. a job's working_dir.
-        ray_start([f"--address={c.gcs_address}", f"--node-ip-address={WORKER_IP}", "--num-cpus=2",
-                   "--num-gpus=1", f"--temp-dir={temp / 'w'}", "--disable-usage-stats", *node_ports()], node_env, c)
+        ray_start(procs, [f"--address={c.gcs_address}", f"--node-ip-address={WORKER_IP}", "--num-cpus=2",
+                          "--num-gpus=1", f"--temp-dir={temp / 'w'}", "--disable-usage-stats", *node_ports()],
+                  node_env, temp / "worker.log")
         deadline = time.monotonic() + 60
         while True:  # the Jobs API answers, and both nodes are alive
             try:
@@ -213,11 +179,8 @@ def cluster():
             time.sleep(1)
         yield c
     finally:
-        if c.corpus_proc.poll() is None:
-            c.corpus_proc.kill()
-            c.corpus_proc.wait()
-        kill_sessions(c.sessions)
-        shutil.rmtree(temp, ignore_errors=True)
+        left = procs.close(grace=5.0)  # SIGTERM first: job drivers and raylets get to exit
+        assert not left, f"processes survived SIGKILL: {sorted(left)}"
 
 
 @pytest.mark.slow

@@ -196,11 +196,18 @@ def test_csv_input_gives_same_table(tmp_path, rendered):
     assert (tmp_path / "out" / "table.csv").read_text() == (out_parquet / "table.csv").read_text()
 
 
-def test_extra_columns_are_ignored(tmp_path):
-    df = frame(DATA).assign(val_uar=0.5, node="x")
+def test_extra_columns_are_ignored(tmp_path, rendered):
+    res_plain, out_plain, _ = rendered
+    df = frame(DATA).assign(val_uar=0.5, node="x", epochs=7)
     src = tmp_path / "r.csv"
     df.to_csv(src, index=False)
-    assert run(["--results", src, "--out", tmp_path / "out"]).exit_code == 0
+    res = run(["--results", src, "--out", tmp_path / "out"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == res_plain.stdout
+    for name in ("table.md", "table.tex", "table.csv"):
+        assert (tmp_path / "out" / name).read_text() == (out_plain / name).read_text(), name
+    doc, plain = (json.loads((d / "stats.json").read_text()) for d in (tmp_path / "out", out_plain))
+    assert doc["input"].endswith("r.csv") and {**doc, "input": None} == {**plain, "input": None}
 
 
 # --------------------------------------------------------------------------- too few seeds

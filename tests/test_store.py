@@ -2,6 +2,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -54,10 +55,17 @@ def test_store_matches_direct_extraction(synth_store, synth_corpus):
     assert np.allclose(fs.features[7, : len(direct)].numpy(), direct, rtol=1e-4, atol=1e-3) and fs.lengths[7] == len(direct)
 
 
-def test_rebuild_is_noop_force_rebuilds_other_params_refused(synth_corpus, tmp_path, ray_local):
+def test_rebuild_is_noop_force_rebuilds_other_params_refused(synth_corpus, synth_store, tmp_path, ray_local):
     data = small_corpus(synth_corpus, tmp_path / "data")
     store = tmp_path / "store"
     assert prepare("--data", data, "--store", store).exit_code == 0
+    # Built on Ray (a task per actor), the same store as the serial build behind synth_store,
+    # which the other tests read: the same utterances and frames, the same MFCC to float32
+    # rounding (not bit for bit: Ray workers run BLAS on one thread).
+    on_ray, serial = load_store(str(store)), load_store(synth_store, actors=[1, 2])
+    pd.testing.assert_frame_equal(on_ray.meta, serial.meta)
+    assert torch.equal(on_ray.lengths, serial.lengths)
+    assert torch.allclose(on_ray.features, serial.features, rtol=1e-5, atol=1e-4)
     first = (store / "manifest.json").read_bytes()
     r = prepare("--data", data, "--store", store)
     assert r.exit_code == 0 and "up to date" in r.output

@@ -12,18 +12,18 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from proctools import (tool, HEAD_IP, WORKER_IP, Procs, clean_env, cmdline, free_port, gcs_nodes, node_ports,
-                       session_pids, synthetic_store, tail, wait_gone, wait_or_fail)
+from proctools import (HEAD_IP, WORKER_IP, Procs, clean_env, cmdline, free_port, gcs_nodes, node_ports, ray_start,
+                       sertune, session_pids, tail, wait_gone, wait_or_fail)
 
 from sertune.results import read_results
+
+pytestmark = pytest.mark.slow  # each test runs whole sweeps in subprocesses, with their own Ray
 
 
 @pytest.fixture
@@ -35,19 +35,11 @@ def procs_faults():
     assert not left, f"processes survived SIGKILL: {sorted(left)}"
 
 
-@pytest.fixture(scope="module")
-def store_faults(tmp_path_factory) -> str:
-    return synthetic_store(tmp_path_factory)
-
-
 # ------------------------------------------------------------------ sweeps
 
 
-SWEEP = [sys.executable, "-m", "sertune", "sweep"]
-
-
 def _sweep_cmd(store: str, exp: Path, n_att: str, seeds: int, epochs: int, *more: str) -> list[str]:
-    return [*SWEEP, "--store", store, "--experiment-dir", str(exp), "--no-tuned", "--n-att", n_att,
+    return [*sertune("sweep"), "--store", store, "--experiment-dir", str(exp), "--no-tuned", "--n-att", n_att,
             "--seeds", str(seeds), "--epochs", str(epochs), *more]
 
 
@@ -94,7 +86,7 @@ def _local_sweep(procs: Procs, cmd: list[str], log: Path, tmpdir: str, timeout: 
 
 
 @pytest.fixture(scope="module")
-def killed_sweep_faults(store_faults, tmp_path_factory):
+def killed_sweep_faults(synth_store, tmp_path_factory):
     """A sweep SIGKILLed (driver and its local Ray, the whole session) once some pairs are in
     the table, then the same command again to the end. Yields what the tests check."""
     procs = Procs()
@@ -103,7 +95,7 @@ def killed_sweep_faults(store_faults, tmp_path_factory):
     exp, log1, log2 = work / "exp", work / "sweep1.log", work / "sweep2.log"
     pairs = {(a, s) for a in (1, 2) for s in range(2)}
     epochs = 10
-    cmd = _sweep_cmd(store_faults, exp, "1,2", 2, epochs, "--num-cpus", "2")
+    cmd = _sweep_cmd(synth_store, exp, "1,2", 2, epochs, "--num-cpus", "2")
     try:
         proc = procs.popen(cmd, clean_env(RAY_TMPDIR=tmpdir), log1)
         deadline = time.monotonic() + 180
@@ -151,14 +143,6 @@ def test_rerun_of_a_finished_sweep_runs_nothing(killed_sweep_faults, tmp_path):
 # ------------------------------------------------------------------ a two-node cluster
 
 
-def _ray_start(procs: Procs, args: list[str], env: dict, log: Path) -> int:
-    """`ray start ...`; returns its session id: the node's daemons stay in that session."""
-    proc = procs.popen([tool("ray"), "start", *args], env, log)
-    if wait_or_fail(proc, 120, log) != 0:
-        pytest.fail(f"ray start {' '.join(args)} failed:\n{tail(log)}")
-    return proc.pid
-
-
 def _node_ports() -> list[str]:
     return [*node_ports(), "--disable-usage-stats"]
 
@@ -192,18 +176,18 @@ def _trial_progress(exp: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_worker_node_dies_mid_trial(store_faults, tmp_path, procs_faults):
+def test_worker_node_dies_mid_trial(synth_store, tmp_path, procs_faults):
     """A head (1 CPU) and a worker (1 CPU) started with `ray start`; once a trial on the worker
     is past its first checkpoint, SIGKILL the worker's raylet. The trial is retried on the
     head from its checkpoint, the driver exits 0, and every pair is in the table once."""
     temp = procs_faults.tempdir("rf")
     env = clean_env(RAY_AUTH_MODE="disabled")
     gcs = f"{HEAD_IP}:{free_port()}"
-    _ray_start(procs_faults, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
+    ray_start(procs_faults, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
                               "--include-dashboard=false", f"--dashboard-port={free_port()}",
                               f"--ray-client-server-port={free_port()}", "--num-cpus=1", "--num-gpus=0",
                               f"--temp-dir={temp}/head", *_node_ports()], env, tmp_path / "head.log")
-    worker_session = _ray_start(procs_faults, [f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
+    worker_session = ray_start(procs_faults, [f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
                               "--num-gpus=0", f"--temp-dir={temp}/worker", *_node_ports()], env, tmp_path / "worker.log")
     deadline = time.monotonic() + 60
     while (alive := _alive_nodes(gcs)) != {HEAD_IP, WORKER_IP}:
@@ -215,7 +199,7 @@ def test_worker_node_dies_mid_trial(store_faults, tmp_path, procs_faults):
     exp, log = tmp_path / "exp", tmp_path / "sweep.log"
     pairs = {(a, s) for a in (1, 2) for s in range(2)}
     epochs = 40  # checkpoints every 5 epochs; long enough to be mid-trial at the kill
-    driver = procs_faults.popen(_sweep_cmd(store_faults, exp, "1,2", 2, epochs, "--address", gcs,
+    driver = procs_faults.popen(_sweep_cmd(synth_store, exp, "1,2", 2, epochs, "--address", gcs,
                                            "--max-failures", "3"), env, log)
     deadline = time.monotonic() + 180
     victim = None

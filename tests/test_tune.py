@@ -1,13 +1,22 @@
 import json
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
+import torch
 from click.testing import CliRunner
 
 from sertune import results
+from sertune.audio.labels import N_CLASSES
 from sertune.cli import cli
 from sertune.config import TrainConfig
+from sertune.store.load import load_store
+from sertune.training.batching import gather, normalize, sorted_batches
+from sertune.training.metrics import confusion_matrix, per_class_recall, uar
+from sertune.training.model import AttentionLSTM
 from sertune.trials.tune import load_best_config
 
 
@@ -15,17 +24,56 @@ def run(*args):
     return CliRunner().invoke(cli, list(map(str, args)), catch_exceptions=False)
 
 
+def _reloaded_confusion(model_pt: Path, store: str) -> tuple[list[list[int]], dict]:
+    """The test speakers' confusion matrix from model.pt alone, as a user would score them:
+    rebuild the model from the saved config, normalise with the saved statistics, predict."""
+    ckpt = torch.load(model_pt, weights_only=True)  # plain tensors and containers: safe loading works
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    fs = load_store(store)
+    assert ckpt["store_hash"] == fs.store_hash
+    (fold,) = ckpt["folds"]
+    x = normalize(fs, None, cfg.norm, fold["norm_mean_std"])
+    model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES)
+    model.load_state_dict(fold["weights"])
+    model.eval()
+    test = torch.as_tensor(fs.actors.numpy()[None, :] == np.array(fold["split"]["test_actors"])[:, None]).any(0)
+    cm = torch.zeros(N_CLASSES, N_CLASSES, dtype=torch.long)
+    with torch.no_grad():
+        for batch in sorted_batches(torch.nonzero(test).squeeze(1), fs.lengths):
+            xb, lb, yb = gather(x, fs.lengths, fs.labels, batch)
+            cm += confusion_matrix(yb, model(xb, lb)[0].argmax(1), N_CLASSES)
+    return cm.tolist(), fold
+
+
 def test_train_command(synth_store, tmp_path):
-    r = run("train", "--store", synth_store, "--n-att", 4, "--seed", 1, "--epochs", 3, "--out", tmp_path)
+    r = run("train", "--store", synth_store, "--n-att", 4, "--seed", 1, "--epochs", 3, "--lr", 0.004, "--out", tmp_path)
     assert r.exit_code == 0, r.output
     assert r.output.count("val UAR") == 4 and "test UAR" in r.output
     rec = json.loads((tmp_path / "result.json").read_text())
-    assert rec["n_att"] == 4 and rec["seed"] == 1 and len(rec["history"]) == 3
-    assert 0 <= rec["uar"] <= 1 and json.loads(rec["config"])["epochs"] == 3
-    assert (tmp_path / "model.pt").stat().st_size > 10_000
+    # result.json is a results row (same columns as a sweep's table) plus the history.
+    assert set(rec) == set(results.RESULT_COLUMNS) | {"history"}
+    results.validate(pd.DataFrame([{c: rec[c] for c in results.RESULT_COLUMNS}]))
+    assert rec["n_att"] == 4 and rec["seed"] == 1 and rec["epochs"] == 3 and 1 <= rec["best_epoch"] <= 3
+    assert json.loads(rec["config"]) == TrainConfig(n_att=4, seed=1, epochs=3, lr=0.004).to_dict()
+    assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
+    assert rec["val_uar"] == max(h["val_uar"] for h in rec["history"])
+    assert rec["store_hash"] == load_store(synth_store).store_hash and rec["node"].endswith("/local")
+    protocol = json.loads(rec["protocol"])
+    assert protocol["folds"][0]["test_actors"] == [5, 6] and protocol["folds"][0]["val_actors"] == [3, 4]
+    confusion = json.loads(rec["confusion"])
+    assert sum(map(sum, confusion)) == protocol["folds"][0]["n_test"] == 120
+    assert f"test UAR {rec['uar']:.4f}" in r.output
+
+    # model.pt alone gives the same test predictions, hence the same confusion matrix and UAR.
+    reloaded, fold = _reloaded_confusion(tmp_path / "model.pt", synth_store)
+    assert fold["best_epoch"] == rec["best_epoch"] and fold["split"] == protocol["folds"][0]
+    assert reloaded == confusion
+    assert uar(torch.tensor(reloaded)) == pytest.approx(rec["uar"], abs=1e-12)
+    recalls = [rec[c] for c in results.RECALL_COLUMNS]
+    assert per_class_recall(torch.tensor(reloaded)).tolist() == pytest.approx(recalls, nan_ok=True)
 
 
-def test_tune_asha_stops_early_and_writes_best_config(synth_store, tmp_path):
+def test_tune_asha_stops_early_and_writes_best_config(synth_store, tmp_path, ray_local):
     space = tmp_path / "space.yaml"
     space.write_text("batch_size: {type: choice, values: [16, 32]}\ncycles: 1\n")
     exp = tmp_path / "exp"
@@ -55,6 +103,19 @@ def test_tune_rejects_bad_space(synth_store, tmp_path):
     assert r.exit_code == 2 and "unknown knob(s) learning_rate" in r.output
 
 
+@pytest.mark.xfail(strict=True, reason="sertune bug: a tuned knob's fixed value (or range) is not checked against "
+                   "TrainConfig's rules before Ray starts; with cycles 3 > epochs 2 every trial fails in "
+                   "TrainConfig (ConfigError) after its retries and tune exits 7; the default space (cycles up to "
+                   "4) fails the same way for some trials whenever --epochs < 4, e.g. `sertune demo --epochs 2`")
+def test_tune_refuses_fixed_knob_that_breaks_a_rule(synth_store, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("cycles: 3\n")
+    r = run("tune", "--store", synth_store, "--experiment-dir", tmp_path / "exp", "--space", space, "--epochs", 2,
+            "--num-samples", 1, "--max-failures", 0)
+    assert r.exit_code == 2 and "cycles" in r.output, r.output
+    assert not (tmp_path / "exp" / "tune" / "tune").exists(), "Ray Tune ran before the check"
+
+
 def test_sweep_fractional_gpus_pack_four_trials(synth_store, tmp_path, ray_local):
     seen, stop = [], threading.Event()
 
@@ -78,7 +139,7 @@ def test_sweep_fractional_gpus_pack_four_trials(synth_store, tmp_path, ray_local
     assert sorted(zip(df.n_att, df.seed)) == [(1, 0), (1, 1), (8, 0), (8, 1)]
 
 
-def test_sweep_results_and_rerun(synth_store, tmp_path):
+def test_sweep_results_and_rerun(synth_store, tmp_path, ray_local):
     args = ["sweep", "--store", synth_store, "--experiment-dir", tmp_path, "--no-tuned", "--n-att", "1,2",
             "--seeds", 2, "--epochs", 3]
     r = run(*args)

@@ -17,14 +17,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from proctools import Procs, clean_env, cmdline, signal_all, synthetic_store, tail, wait_gone, wait_or_fail
+from proctools import Procs, clean_env, cmdline, sertune, signal_all, tail, wait_gone, wait_or_fail
+
+pytestmark = pytest.mark.slow  # each test runs `sertune tune` twice in subprocesses, with their own Ray
 
 
 # ------------------------------------------------------------------ processes
@@ -70,11 +71,11 @@ def _poll_running(proc: subprocess.Popen, log: Path, event: str, missing: Callab
 
 
 @pytest.fixture
-def runs_resume(store_resume, tmp_path):
+def runs_resume(synth_store, tmp_path):
     made = []
 
     def make(num_samples: int, epochs: int) -> _Runs:
-        cmd = [sys.executable, "-m", "sertune", "tune", "--store", store_resume, "--experiment-dir",
+        cmd = [*sertune("tune"), "--store", synth_store, "--experiment-dir",
                str(tmp_path / "exp"), "--num-samples", str(num_samples), "--epochs", str(epochs),
                "--grace-period", "5", "--reduction-factor", "2", "--num-cpus", "2"]
         made.append(_Runs(cmd, tmp_path))
@@ -85,14 +86,6 @@ def runs_resume(store_resume, tmp_path):
     for r in made:
         left |= r.cleanup()
     assert not left, f"processes survived SIGKILL: {sorted(left)}"
-
-
-# ------------------------------------------------------------------ data
-
-
-@pytest.fixture(scope="module")
-def store_resume(tmp_path_factory) -> str:
-    return synthetic_store(tmp_path_factory)
 
 
 # ------------------------------------------------------------------ the experiment on disk
