@@ -121,7 +121,7 @@ def logs_to(path: str | None):
     import ray  # noqa: F401  -- importing ray installs its own handler, which is replaced here
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)  # no file if nothing is logged
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = []
     for name in QUIET_LOGGERS:

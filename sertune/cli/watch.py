@@ -1,0 +1,57 @@
+"""Options for how `tune` and `sweep` are watched: the live view or Ray's reporter (--verbose),
+MLflow (--mlflow), the Optuna storage (--optuna-storage, tune), and where Ray's output goes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+
+import click
+
+
+def watch_options(optuna: bool = False):
+    def decorate(f):
+        if optuna:
+            f = click.option("--optuna-storage", default=None, metavar="URL",
+                             help="Optuna RDB storage of the study (e.g. postgresql://...), for optuna-dashboard  "
+                                  "[default: sqlite:///<experiment>/tune/optuna.db; none for URI experiments]")(f)
+        f = click.option("--mlflow", "mlflow", default=None, envvar="SERTUNE_MLFLOW_URI", metavar="URI",
+                         help="log every trial as an MLflow run: sqlite:///mlflow.db, a folder or http://server  "
+                              "[default: $SERTUNE_MLFLOW_URI, else off]")(f)
+        f = click.option("--verbose", is_flag=True,
+                         help="Ray Tune's own reporter and Ray's log in the terminal instead of sertune's live view")(f)
+        return f
+    return decorate
+
+
+def log_path(exp: str, stage: str) -> str:
+    """A local file for Ray's output: in the experiment's logs/ folder, or a temp folder for URIs."""
+    from sertune import fsutil
+
+    folder = os.path.join(tempfile.gettempdir(), "sertune-logs") if fsutil.is_uri(exp) else os.path.join(exp, "logs")
+    return os.path.join(folder, f"{stage}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.log")
+
+
+def check_mlflow(uri: str | None) -> None:
+    if uri is None:
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        from sertune.errors import ConfigError
+
+        raise ConfigError("--mlflow: MLflow is not installed; pip install 'sertune[mlflow]'") from None
+
+
+@contextlib.contextmanager
+def watching(exp: str, stage: str, verbose: bool, mlflow: str | None, optuna_storage: str | None = None):
+    """Yield the stage's Watch, with Ray's, MLflow's and Optuna's logs in a file unless ``verbose``."""
+    from sertune import ray_runtime
+    from sertune.trials.tracking import Watch
+
+    check_mlflow(mlflow)
+    path = None if verbose else log_path(exp, stage)
+    with ray_runtime.logs_to(path):
+        yield Watch(verbose=verbose, log_path=path, mlflow=mlflow, optuna_storage=optuna_storage)
