@@ -28,6 +28,7 @@ def demo(ctx, workdir, actors, epochs, tune_samples, seeds, verbose, address, nu
     from sertune.cli.tune import tune
     from sertune.cli.watch import log_path
     from sertune.config import FeatureConfig
+    from sertune.experiment import DEFAULT_N_ATT
     from sertune.store.prepare import prepare
 
     work = Path(workdir)
@@ -41,5 +42,7 @@ def demo(ctx, workdir, actors, epochs, tune_samples, seeds, verbose, address, nu
         click.echo(msg)
         ctx.invoke(tune, store=store, experiment_dir=exp, num_samples=tune_samples, grace_period=3,
                    reduction_factor=2, epochs=epochs, verbose=verbose)
-        ctx.invoke(sweep, store=store, experiment_dir=exp, seeds=seeds, epochs=epochs, verbose=verbose)
+        # n_att given: ctx.invoke does not run the option's parsing callback on its default string
+        ctx.invoke(sweep, store=store, experiment_dir=exp, seeds=seeds, epochs=epochs, n_att=DEFAULT_N_ATT,
+                   verbose=verbose)
     ctx.invoke(report, experiment_dir=exp)
