@@ -47,11 +47,11 @@ def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path):
         recalls = {k: v for k, v in x.data.metrics.items() if k.startswith("recall_")}
         assert len(recalls) == 8 and all(recalls[k] == pytest.approx(row[k]) for k in recalls)
 
-    # report --mlflow through the environment, to a folder store
+    # report --mlflow through the environment, to a folder (sertune keeps a sqlite store in it)
     folder = tmp_path / "mlruns"
     r = run("report", "--experiment-dir", exp, env={"SERTUNE_MLFLOW_URI": str(folder)})
     assert r.exit_code == 0, r.output
-    client = mlflow.MlflowClient(tracking_uri=folder.resolve().as_uri())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
     (report_run,) = client.search_runs([client.get_experiment_by_name("mlexp").experiment_id])
     assert report_run.info.run_name == "report"
     names = {a.path for a in client.list_artifacts(report_run.info.run_id)}

@@ -35,14 +35,45 @@ def log_path(exp: str, stage: str) -> str:
 
 
 def check_mlflow(uri: str | None) -> None:
+    """Installed and reachable, checked before anything runs (exit 2, one line)."""
     if uri is None:
         return
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        from sertune.errors import ConfigError
+    from sertune.errors import ConfigError
 
+    try:
+        import mlflow
+    except ImportError:
         raise ConfigError("--mlflow: MLflow is not installed; pip install 'sertune[mlflow]'") from None
+    from sertune.trials.tracking import mlflow_uri
+
+    retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    old = {k: os.environ.get(k) for k in retries}
+    os.environ.update(retries)  # a server that is not there: say so now, not after minutes of retries
+    try:
+        mlflow.MlflowClient(tracking_uri=mlflow_uri(uri)).search_experiments(max_results=1)
+    except Exception as e:  # any failure to reach the store: MLflow raises many kinds
+        raise ConfigError(f"--mlflow {uri}: cannot open the tracking store ({_first_line(e)})") from None
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def check_optuna_storage(url: str | None) -> None:
+    if url is None:
+        return
+    import optuna
+
+    from sertune.errors import ConfigError
+
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as e:  # a bad URL, a missing driver, a database that refuses
+        raise ConfigError(f"--optuna-storage {url}: cannot open the storage ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 @contextlib.contextmanager
@@ -52,6 +83,7 @@ def watching(exp: str, stage: str, verbose: bool, mlflow: str | None, optuna_sto
     from sertune.trials.tracking import Watch
 
     check_mlflow(mlflow)
+    check_optuna_storage(optuna_storage)
     path = None if verbose else log_path(exp, stage)
     with ray_runtime.logs_to(path):
         yield Watch(verbose=verbose, log_path=path, mlflow=mlflow, optuna_storage=optuna_storage)

@@ -99,12 +99,15 @@ class MlflowTrials(MLflowLoggerCallback):
 
 
 def mlflow_uri(uri: str) -> str:
-    """A plain folder becomes a file: URI (MLflow's file store); database and server URIs stay."""
+    """A plain folder becomes a sqlite store in it (``FOLDER/mlflow.db``: MLflow 3 refuses new
+    file stores); database and server URIs stay as they are."""
     if "://" in uri or uri.startswith(("file:", "sqlite:", "databricks")):
         return uri
     import pathlib
 
-    return pathlib.Path(uri).resolve().as_uri()
+    folder = pathlib.Path(uri).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 def log_report(uri: str, experiment_name: str, files: list[str], tags: dict) -> str:

@@ -77,13 +77,16 @@ def _environ(name: str, value: str | None):
 
 
 def prune_checkpoints(experiment_path: str) -> None:
-    """Keep each trial's newest checkpoint only (the one a restore or a retry starts from).
-    Local experiments only; on object stores every checkpoint stays."""
+    """Keep only the newest checkpoint of each trial the saved experiment calls TERMINATED (a
+    restore never loads those). Unfinished or failed trials keep every checkpoint: after an
+    interrupt a trial may have written a checkpoint the snapshot does not know, and the one it
+    does know is what a restore loads. Local experiments only; on object stores all stay."""
     if fsutil.is_uri(experiment_path):
         return
-    for trial_dir in glob.glob(os.path.join(experiment_path, "*", "")):
-        for old in sorted(glob.glob(os.path.join(trial_dir, "checkpoint_*")))[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
+    for trial in tune.ExperimentAnalysis(experiment_path).trials:
+        if trial.status == "TERMINATED":
+            for old in sorted(glob.glob(os.path.join(trial.path, "checkpoint_*")))[:-1]:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def first_error(grid) -> str | None:
