@@ -69,9 +69,9 @@ def scalar_tags(event_file: str) -> set[str]:
 def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("batch_size: {type: choice, values: [16, 32]}\ncycles: 1\n")
-    exp = tmp_path / "exp"
+    exp, mlflow_db = tmp_path / "exp", f"sqlite:///{tmp_path}/mlflow.db"
     r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 4,
-            "--epochs", 4, "--grace-period", 1, "--reduction-factor", 2, "--max-concurrent", 2)
+            "--epochs", 4, "--grace-period", 1, "--reduction-factor", 2, "--max-concurrent", 2, "--mlflow", mlflow_db)
     assert r.exit_code == 0, r.output
     lines = check_lines(r.output, TUNE_LINES)
     assert len([x for x in lines if re.match(EVENT, x)]) == 4, r.output
@@ -96,6 +96,17 @@ def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
         assert set(best["importances"]) == {"lr", "batch_size", "dropout", "weight_decay"}, best
     else:
         assert best["importances"] is None and "too few" in best["importances_note"]
+
+    mlflow = pytest.importorskip("mlflow")
+    client = mlflow.MlflowClient(tracking_uri=mlflow_db)
+    runs = {x.data.tags["sertune.trial_id"]: x for x in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
+    assert set(runs) == set(trials["trial_id"]), "not one MLflow run per trial"
+    for _, row in trials.iterrows():
+        x = runs[row["trial_id"]]
+        assert x.info.run_name == f"tune {row['trial_id']}" and x.data.tags["stage"] == "tune"
+        assert x.data.tags["n_att"] == "1" and x.data.params["batch_size"] == str(row["config/batch_size"])
+        history = client.get_metric_history(x.info.run_id, "val_uar")
+        assert [m.step for m in history] == list(range(1, row["training_iteration"] + 1))
 
     for event_file in glob.glob(str(exp / "tune" / "tune" / "*" / "events.out.tfevents.*")):
         assert scalar_tags(event_file) == {"train_loss", "val_uar", "best_val_uar", "epoch_time_s"}
@@ -135,7 +146,7 @@ def test_study_export_adds_each_trial_once_and_importances_use_full_budget_trial
 
 
 def _trial(tid: str, status: str, pair=(1, 0), epochs=4, uar=0.5):
-    return SimpleNamespace(trial_id=tid, status=status, config={"pair": list(pair)}, error_msg=None,
+    return SimpleNamespace(trial_id=tid, status=status, config={"pair": list(pair)}, error_file=None,
                            last_result={"training_iteration": epochs, "best_val_uar": uar})
 
 

@@ -56,3 +56,13 @@ def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path):
     assert report_run.info.run_name == "report"
     names = {a.path for a in client.list_artifacts(report_run.info.run_id)}
     assert {"table.md", "table.csv", "stats.json", "uar_vs_natt.png"} <= names
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--mlflow", "http://127.0.0.1:9/nothing", "Error: --mlflow http://127.0.0.1:9/nothing: cannot open the tracking store ("),
+    ("--optuna-storage", "sqlite:////nonexistent/x.db", "Error: --optuna-storage sqlite:////nonexistent/x.db: cannot open the storage ("),
+])
+def test_unusable_tracking_store_is_refused_before_anything_runs(synth_store, tmp_path, option, value, message):
+    r = run("tune", "--store", synth_store, "--experiment-dir", tmp_path / "exp", option, value)
+    assert r.exit_code == 2 and r.output.startswith(message) and len(r.output.splitlines()) == 1, r.output
+    assert not (tmp_path / "exp").exists()

@@ -26,6 +26,16 @@ def _value(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _last_error_line(trial) -> str:
+    """The exception line of the trial's error file (Tune writes it before calling back)."""
+    try:
+        with open(trial.error_file, encoding="utf-8", errors="replace") as f:
+            lines = [x.strip() for x in f if x.strip()]
+        return lines[-1] if lines else ""
+    except (OSError, TypeError):
+        return ""
+
+
 class LiveView(tune.Callback):
     """``stage``: "tune" or "sweep"; ``total``: trials the run is to finish; ``max_epochs``: a
     trial that ran fewer was stopped early by ASHA; ``log_path``: where Ray's output went."""
@@ -68,8 +78,8 @@ class LiveView(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.failed.add(trial.trial_id)
         self._observe(trials)
-        why = str(getattr(trial, "error_msg", None) or "").strip().splitlines()
-        self._event(f"trial {self._name(trial)} FAILED after its retries{': ' + why[-1] if why else ''}")
+        why = _last_error_line(trial)
+        self._event(f"trial {self._name(trial)} FAILED after its retries{': ' + why if why else ''}")
 
     def on_experiment_end(self, trials, **info):
         self._observe(trials)
