@@ -66,3 +66,33 @@ def test_unusable_tracking_store_is_refused_before_anything_runs(synth_store, tm
     r = run("tune", "--store", synth_store, "--experiment-dir", tmp_path / "exp", option, value)
     assert r.exit_code == 2 and r.output.startswith(message) and len(r.output.splitlines()) == 1, r.output
     assert not (tmp_path / "exp").exists()
+
+
+class _Trial:
+    """What the MLflow callback reads of a Tune trial (hashable, as Tune's are)."""
+
+    def __init__(self, trial_id: str, config: dict):
+        self.trial_id, self.config = trial_id, config
+
+    def __str__(self):
+        return self.trial_id
+
+
+def test_resumed_trial_continues_its_mlflow_run(tmp_path):
+    """A restored experiment's driver starts with no memory of its runs: it must find the
+    trial's run by its tag rather than open a second one."""
+    from sertune.config import TrainConfig
+    from sertune.trials.tracking import MlflowTrials
+
+    uri, trial = f"sqlite:///{tmp_path}/mlflow.db", _Trial("abc_00001", {"pair": [4, 2]})
+    for epoch in (1, 2):  # the first driver, then the one that restored the experiment
+        callback = MlflowTrials(uri, "exp", TrainConfig(), {"store_hash": "h", "code_version": "v"}, "sweep")
+        callback.setup()
+        callback.log_trial_start(trial)
+        callback.log_trial_result(epoch, trial, {"epoch": epoch, "val_uar": 0.1 * epoch, "train_loss": 1.0})
+    callback.log_trial_end(trial)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (only,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert only.info.run_name == "N_att=4 seed=2" and only.info.status == "FINISHED"
+    assert only.data.params["n_att"] == "4" and only.data.tags["sertune.trial_id"] == "abc_00001"
+    assert [m.step for m in client.get_metric_history(only.info.run_id, "val_uar")] == [1, 2]
