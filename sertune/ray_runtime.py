@@ -120,8 +120,7 @@ def logs_to(path: str | None):
         return
     import ray  # noqa: F401  -- importing ray installs its own handler, which is replaced here
 
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8", delay=True)  # no file if nothing is logged
+    handler = _LazyFileHandler(path, encoding="utf-8", delay=True)  # no file (nor folder) if nothing is logged
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = []
     for name in QUIET_LOGGERS:
@@ -138,6 +137,12 @@ def logs_to(path: str | None):
             log.handlers[:] = handlers
             log.propagate = propagate
         handler.close()
+
+
+class _LazyFileHandler(logging.FileHandler):
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
 
 
 def cluster_cpus() -> int:

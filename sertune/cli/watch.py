@@ -40,10 +40,7 @@ def check_mlflow(uri: str | None) -> None:
         return
     from sertune.errors import ConfigError
 
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError("--mlflow: MLflow is not installed; pip install 'sertune[mlflow]'") from None
+    mlflow = import_mlflow()
     from sertune.trials.tracking import mlflow_uri
 
     retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -56,6 +53,16 @@ def check_mlflow(uri: str | None) -> None:
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def import_mlflow():
+    try:
+        import mlflow
+    except ImportError:
+        from sertune.errors import ConfigError
+
+        raise ConfigError("--mlflow: MLflow is not installed; pip install 'sertune[mlflow]'") from None
+    return mlflow
 
 
 def check_optuna_storage(url: str | None) -> None:
@@ -82,8 +89,10 @@ def watching(exp: str, stage: str, verbose: bool, mlflow: str | None, optuna_sto
     from sertune import ray_runtime
     from sertune.trials.tracking import Watch
 
-    check_mlflow(mlflow)
-    check_optuna_storage(optuna_storage)
+    if mlflow:
+        import_mlflow()  # first: importing it sets up its loggers, which logs_to then redirects
     path = None if verbose else log_path(exp, stage)
     with ray_runtime.logs_to(path):
+        check_mlflow(mlflow)  # opening a store logs (e.g. "Creating initial MLflow database tables")
+        check_optuna_storage(optuna_storage)
         yield Watch(verbose=verbose, log_path=path, mlflow=mlflow, optuna_storage=optuna_storage)
