@@ -124,7 +124,8 @@ def test_study_export_adds_each_trial_once_and_importances_use_full_budget_trial
     from optuna.distributions import FloatDistribution, IntDistribution
     from optuna.trial import TrialState, create_trial
 
-    from sertune.trials.tracking import export_study, importances
+    from sertune.errors import ConfigError
+    from sertune.trials.tracking import claim_study, export_study, importances
 
     dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "cycles": IntDistribution(1, 4)}
     study = optuna.create_study(direction="maximize")
@@ -135,6 +136,10 @@ def test_study_export_adds_each_trial_once_and_importances_use_full_budget_trial
             value=None if pruned else 0.2 + 0.05 * i, state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
             intermediate_values={1: 0.1}, user_attrs={"ray_trial_id": f"t{i}"}))
     url = f"sqlite:///{tmp_path}/optuna.db"
+    claim_study(url, "s", "/runs/a/s")
+    claim_study(url, "s", "/runs/a/s")  # the same experiment again: a resumed tune
+    with pytest.raises(ConfigError, match="study 's' there belongs to the experiment /runs/a/s"):
+        claim_study(url, "s", "/runs/b/s")
     export_study(study, url, "s")
     export_study(study, url, "s")  # after a restore the searcher holds the same trials again
     stored = optuna.load_study(study_name="s", storage=url)

@@ -180,6 +180,23 @@ def export_study(study, storage: str, study_name: str):
     return stored
 
 
+def claim_study(storage: str, study_name: str, exp: str) -> None:
+    """Create the study, or check that it is this experiment's: two experiments of the same
+    name sharing one --optuna-storage would otherwise mix their trials."""
+    import optuna
+
+    from sertune.errors import ConfigError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    owner = stored.user_attrs.get("sertune_experiment")
+    if owner is None:
+        stored.set_user_attr("sertune_experiment", exp)
+    elif owner != exp:
+        raise ConfigError(f"--optuna-storage: study {study_name!r} there belongs to the experiment {owner}; "
+                          "use another --optuna-storage or an experiment directory of another name")
+
+
 def importances(storage: str | None, study_name: str) -> tuple[dict | None, str]:
     """Optuna's hyperparameter importances (its default evaluator) over the full-budget
     (COMPLETE) trials, or None and why not."""

@@ -58,7 +58,10 @@ def study_storage(exp: str, url: str | None) -> str | None:
     """The Optuna storage: ``url``, else a sqlite file in the experiment (local experiments only)."""
     if url:
         return url
-    return None if fsutil.is_uri(exp) else "sqlite:///" + os.path.abspath(fsutil.join(paths.tune_dir(exp), "optuna.db"))
+    if fsutil.is_uri(exp):
+        return None
+    os.makedirs(paths.tune_dir(exp), exist_ok=True)  # sqlite creates the file, not its folder
+    return "sqlite:///" + os.path.abspath(fsutil.join(paths.tune_dir(exp), "optuna.db"))
 
 
 def _request_file(exp: str) -> str:
@@ -102,6 +105,8 @@ def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettin
     if base.n_att != 1:
         raise ConfigError("the tune stage tunes the N_att = 1 baseline")
     study = study_storage(exp, watch.optuna_storage)
+    if study:
+        tracking.claim_study(study, tracking.experiment_name(exp), exp)
     callbacks = [LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty)] if not watch.verbose else []
     callbacks += tracking.mlflow_callback(watch, exp, "tune", base, manifest["store_hash"], code_version())
     grid = tuner.fit(_tuner(fsutil.normalize(store), exp, base, space, s, study), callbacks, watch.verbose)
