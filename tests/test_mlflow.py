@@ -20,7 +20,10 @@ def run(*args, env=None):
     return CliRunner(env=env).invoke(cli, list(map(str, args)), catch_exceptions=False)
 
 
-def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path):
+def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # MLflow's default artifact root is ./mlruns: nothing may land here
     exp, uri = tmp_path / "mlexp", f"sqlite:///{tmp_path}/mlflow.db"
     r = run("sweep", "--store", synth_store, "--experiment-dir", exp, "--no-tuned", "--n-att", "1,2", "--seeds", 1,
             "--epochs", 2, "--mlflow", uri)
@@ -56,6 +59,7 @@ def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path):
     assert report_run.info.run_name == "report"
     names = {a.path for a in client.list_artifacts(report_run.info.run_id)}
     assert {"table.md", "table.csv", "stats.json", "uar_vs_natt.png"} <= names
+    assert (folder / "mlartifacts").is_dir() and not list(cwd.iterdir())
 
 
 @pytest.mark.parametrize("option, value, message", [

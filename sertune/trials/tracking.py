@@ -57,6 +57,12 @@ class MlflowTrials(MLflowLoggerCallback):
         super().__init__(tracking_uri, experiment_name=experiment_name, tags={**tags, "stage": stage})
         self.base, self.stage = base, stage
 
+    def setup(self, *args, **kwargs):
+        import mlflow
+
+        ensure_experiment(mlflow.MlflowClient(tracking_uri=self.tracking_uri), self.experiment_name, self.tracking_uri)
+        super().setup(*args, **kwargs)
+
     def log_trial_start(self, trial):
         if trial in self._trial_runs:
             return
@@ -110,14 +116,27 @@ def mlflow_uri(uri: str) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+def ensure_experiment(client, name: str, uri: str) -> str:
+    """The MLflow experiment's id, created if new with its artifacts next to a sqlite store
+    (MLflow's default, ./mlruns, would put them wherever the command happens to run)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        import pathlib
+
+        location = (pathlib.Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
 def log_report(uri: str, experiment_name: str, files: list[str], tags: dict) -> str:
     """One MLflow run named "report" with the report files as artifacts; returns its run id."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=mlflow_uri(uri))
-    exp = client.get_experiment_by_name(experiment_name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment_name)
-    run = client.create_run(exp_id, run_name="report", tags={**tags, "stage": "report"})
+    uri = mlflow_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.create_run(ensure_experiment(client, experiment_name, uri), run_name="report", tags={**tags, "stage": "report"})
     for f in files:
         client.log_artifact(run.info.run_id, f)
     client.set_terminated(run.info.run_id)
