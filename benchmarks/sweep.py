@@ -48,7 +48,7 @@ def row(name: str, n: int, wall: float, total: float, slots: int) -> list:
 def ray_sweep(store: str, exp: Path, base: TrainConfig, s: SweepSettings) -> tuple[float, float]:
     """(wall, Σ trial time) of one sweep into a fresh experiment directory."""
     t0 = time.perf_counter()
-    _, location = run_sweep(store, str(exp), base, s, verbose=0)
+    _, location = run_sweep(store, str(exp), base, s)
     wall = time.perf_counter() - t0
     return wall, float(results.read_results(location)["wall_time_s"].sum())
 

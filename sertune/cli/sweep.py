@@ -9,6 +9,7 @@ import os
 import click
 
 from sertune.cli.options import default_gpus, experiment_option, overrides, ray_options, store_option, train_options, trial_options
+from sertune.cli.watch import watch_options, watching
 from sertune.experiment import DEFAULT_N_ATT, SweepSettings, default
 
 
@@ -39,7 +40,9 @@ def parse_int_list(ctx, param, value):
 @train_options(skip=("--n-att", "--seed"))
 @trial_options(SweepSettings)
 @ray_options
-def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, num_cpus, num_gpus, gpus_per_trial, **opts):
+@watch_options()
+def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, num_cpus, num_gpus, gpus_per_trial,
+          verbose, mlflow, **opts):
     """Stage 2: the N_att x seeds grid at the tuned configuration; reruns skip finished pairs."""
     from sertune import fsutil, paths, ray_runtime
     from sertune.config import TrainConfig
@@ -67,13 +70,14 @@ def sweep(store, experiment_dir, config_file, no_tuned, results_path, address, n
         check_writable(exp, "--experiment-dir")
         check_writable(os.path.dirname(location) if results_path else None, "--results")
     local = ray_runtime.resolve_address(address) is None
-    with contextlib.nullcontext() if not pending else ray_runtime.connect(address, num_cpus, num_gpus):
+    with watching(exp, "sweep", verbose, mlflow) as watch, \
+            contextlib.nullcontext() if not pending else ray_runtime.connect(address, num_cpus, num_gpus, quiet=not verbose):
         from sertune.trials.sweep import run_sweep
 
         if pending:  # no Ray started just to find that every pair is done
             settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
             check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local)
             check_device(base.device, settings.gpus_per_trial, local)
-        ran, location = run_sweep(store, exp, base, settings, results_path)
+        ran, location = run_sweep(store, exp, base, settings, results_path, watch)
     total = len(settings.pairs())
     click.echo(f"{location}: {total} of {total} pairs done ({ran} run now, {total - ran} already there)")

@@ -7,6 +7,7 @@ import dataclasses
 import click
 
 from sertune.cli.options import default_gpus, experiment_option, overrides, ray_options, store_option, train_options, trial_options
+from sertune.cli.watch import watch_options, watching
 from sertune.config import TUNED_KNOBS, TrainConfig
 from sertune.experiment import TuneSettings, default
 
@@ -31,7 +32,9 @@ def _opt(name):
 @train_options(skip=("--n-att", *(f"--{k.replace('_', '-')}" for k in TUNED_KNOBS)))
 @trial_options(TuneSettings)
 @ray_options
-def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_trial, **opts):
+@watch_options(optuna=True)
+def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_trial, verbose, mlflow, optuna_storage,
+         **opts):
     """Stage 1: tune the N_att = 1 baseline with OptunaSearch (TPE) + ASHA on validation UAR."""
     from sertune import fsutil, paths, ray_runtime
     from sertune.preflight import check_device, check_trial_resources, check_writable
@@ -48,13 +51,21 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
     read_manifest(store)
     check_writable(exp, "--experiment-dir")
     local = ray_runtime.resolve_address(address) is None
-    with ray_runtime.connect(address, num_cpus, num_gpus):
+    with watching(exp, "tune", verbose, mlflow, optuna_storage) as watch, \
+            ray_runtime.connect(address, num_cpus, num_gpus, quiet=not verbose):
         from sertune.trials.tune import run_tune
 
         settings = dataclasses.replace(settings, gpus_per_trial=default_gpus(gpus_per_trial))
         check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local)
         check_device(base.device, settings.gpus_per_trial, local)
-        best = run_tune(store, exp, base, search, settings)
+        best = run_tune(store, exp, base, search, settings, watch)
     tuned = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["tuned"].items())
     click.echo(f"best validation UAR {best['best_val_uar']:.4f} with {tuned}")
+    if best["importances"]:
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in best["importances"].items())
+        click.echo(f"hyperparameter importances ({best['importances_note']}): {ranked}")
+    else:
+        click.echo(f"hyperparameter importances: {best['importances_note']}")
     click.echo(f"-> {paths.best_config(exp)}  (all trials: {paths.tune_trials(exp)})")
+    if best["optuna_storage"]:
+        click.echo(f"Optuna study {best['optuna_study']!r}: optuna-dashboard {best['optuna_storage']}")

@@ -18,7 +18,8 @@ from sertune.errors import TrialError
 from sertune.experiment import SweepSettings, differences
 from sertune.provenance import code_version
 from sertune.store.schema import read_manifest
-from sertune.trials import tuner
+from sertune.trials import tracking, tuner
+from sertune.trials.progress import LiveView
 from sertune.trials.trainable import TrialInputs
 
 SWEPT = ("n_att", "seed")
@@ -41,22 +42,27 @@ def pending_pairs(location: str, s: SweepSettings) -> list[tuple[int, int]]:
 
 
 def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results_path: str | None = None,
-              verbose: int = 1) -> tuple[int, str]:
+              watch: tracking.Watch = tracking.Watch()) -> tuple[int, str]:
     """Run every missing (n_att, seed) pair; returns (how many ran, results location)."""
     location = results_path or paths.sweep_results(exp)
-    check_same_experiment(location, read_manifest(store)["store_hash"], base)
+    store_hash = read_manifest(store)["store_hash"]
+    check_same_experiment(location, store_hash, base)
     todo = pending_pairs(location, s)
     if not todo:
         return 0, location
     inputs = TrialInputs(store=fsutil.normalize(store), base=base, checkpoint_every=s.checkpoint_every,
                          code_version=code_version(), emit_row=True)
+    callbacks = [ResultsWriter(location)]  # first: a row is in the table before anything reports it
+    if not watch.verbose:
+        callbacks.append(LiveView("sweep", len(todo), base.epochs, watch.log_path, watch.tty, pairs=todo))
+    callbacks += tracking.mlflow_callback(watch, exp, "sweep", base, store_hash, inputs.code_version)
     with fsutil.storage_errors(paths.sweep_dir(exp)):  # Tune's own reads and writes of the experiment
-        grid = tuner.make_tuner(
+        sweep = tuner.make_tuner(
             inputs, s, {"pair": tune.grid_search([list(p) for p in todo])},
             tune.TuneConfig(metric="best_val_uar", mode="max", reuse_actors=True),
             name="sweep-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S"), storage_path=paths.sweep_dir(exp),
-            callbacks=[ResultsWriter(location)], verbose=verbose,
-        ).fit()
+        )
+        grid = tuner.fit(sweep, callbacks, watch.verbose)
     missing = pending_pairs(location, s)
     if missing:
         error = tuner.first_error(grid)

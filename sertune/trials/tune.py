@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 from dataclasses import asdict
 
 import pyarrow as pa
@@ -17,7 +18,6 @@ import pyarrow.parquet as pq
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from sertune import fsutil, paths
 from sertune.config import TUNED_KNOBS, TrainConfig
@@ -26,40 +26,54 @@ from sertune.experiment import TuneSettings, differences, identity
 from sertune.provenance import code_version
 from sertune.search_space import to_tune
 from sertune.store.schema import read_manifest
-from sertune.trials import tuner
+from sertune.trials import tracking, tuner
+from sertune.trials.progress import LiveView
+from sertune.trials.tracking import RecordedOptunaSearch
 from sertune.trials.trainable import TrialInputs
 
 METRIC, MODE = "best_val_uar", "max"
 NAME = "tune"
 
 
-def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings, verbose: int) -> tune.Tuner:
+def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings, study: str | None) -> tune.Tuner:
     inputs = TrialInputs(store=store, base=base, checkpoint_every=s.checkpoint_every, code_version=code_version())
     path = fsutil.join(paths.tune_dir(exp), NAME)
-    request = _request(store, base, space, s)
+    request = _request(store, base, space, s, study)
     if tune.Tuner.can_restore(path):
         _check_same_request(exp, request)
         return tuner.restore(path, inputs, s)
     fsutil.write_bytes_atomic(_request_file(exp), json.dumps(request, indent=2, sort_keys=True).encode())
-    searcher = OptunaSearch(metric=METRIC, mode=MODE, seed=s.search_seed)
+    searcher = RecordedOptunaSearch(metric=METRIC, mode=MODE, seed=s.search_seed, max_t=base.epochs,
+                                    export_storage=study, study_name=tracking.experiment_name(exp))
     if s.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=base.epochs,
                               grace_period=min(s.grace_period, base.epochs), reduction_factor=s.reduction_factor)
     config = tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                              num_samples=s.num_samples, reuse_actors=True)
-    return tuner.make_tuner(inputs, s, to_tune(space), config, NAME, paths.tune_dir(exp), verbose=verbose)
+    return tuner.make_tuner(inputs, s, to_tune(space), config, NAME, paths.tune_dir(exp))
+
+
+def study_storage(exp: str, url: str | None) -> str | None:
+    """The Optuna storage: ``url``, else a sqlite file in the experiment (local experiments only)."""
+    if url:
+        return url
+    if fsutil.is_uri(exp):
+        return None
+    os.makedirs(paths.tune_dir(exp), exist_ok=True)  # sqlite creates the file, not its folder
+    return "sqlite:///" + os.path.abspath(fsutil.join(paths.tune_dir(exp), "optuna.db"))
 
 
 def _request_file(exp: str) -> str:
     return fsutil.join(paths.tune_dir(exp), "request.json")
 
 
-def _request(store: str, base: TrainConfig, space: dict, s: TuneSettings) -> dict:
-    """What defines the experiment (experiment.identity); resources and retries may change."""
+def _request(store: str, base: TrainConfig, space: dict, s: TuneSettings, study: str | None) -> dict:
+    """What defines the experiment (experiment.identity); resources and retries may change.
+    The Optuna storage too: the restored searcher keeps writing where it wrote."""
     store_hash = read_manifest(store)["store_hash"]  # a store rebuilt at the same path is another experiment
     return {"store": store, "store_hash": store_hash, "train": base.identity(exclude=TUNED_KNOBS),
-            "space": space, "settings": identity(s)}
+            "space": space, "settings": identity(s), "optuna_storage": study}
 
 
 def _check_same_request(exp: str, request: dict) -> None:
@@ -92,19 +106,26 @@ def _check_finished(grid, num_samples: int) -> None:
                          "rerun the same command to continue it")
 
 
-def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings, verbose: int = 1) -> dict:
+def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings,
+             watch: tracking.Watch = tracking.Watch()) -> dict:
     """Run (or resume) the search; write best_config.json and trials.parquet; return the best."""
     manifest = read_manifest(store)
     if base.n_att != 1:
         raise ConfigError("the tune stage tunes the N_att = 1 baseline")
+    study = study_storage(exp, watch.optuna_storage)
+    if study:
+        tracking.claim_study(study, tracking.experiment_name(exp), exp)
+    callbacks = [LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty)] if not watch.verbose else []
+    callbacks += tracking.mlflow_callback(watch, exp, "tune", base, manifest["store_hash"], code_version())
     with fsutil.storage_errors(paths.tune_dir(exp)):
-        grid = _tuner(fsutil.normalize(store), exp, base, space, s, verbose).fit()
+        grid = tuner.fit(_tuner(fsutil.normalize(store), exp, base, space, s, study), callbacks, watch.verbose)
         _check_finished(grid, s.num_samples)
     ok = [r for r in grid if r.error is None and r.metrics and METRIC in r.metrics]
     if not ok:
         raise TrialError(f"no tune trial finished ({tuner.first_error(grid) or 'no results'})")
     best = grid.get_best_result(metric=METRIC, mode=MODE, scope="all")
     tuned = {k: best.config[k] for k in TUNED_KNOBS if k in best.config}
+    found, note = tracking.importances(study, tracking.experiment_name(exp))
     summary = {
         "config": TrainConfig.from_dict({**base.to_dict(), **tuned}).to_dict(),
         "tuned": tuned,
@@ -114,17 +135,23 @@ def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettin
         "settings": asdict(s),
         "n_trials": len(grid),
         "n_errored": grid.num_errors,
+        "n_stopped_early": sum(r.metrics.get("training_iteration", base.epochs) < base.epochs for r in ok),
+        "importances": found,  # Optuna's, over full-budget trials; None when not computable (see the note)
+        "importances_note": note,
+        "optuna_storage": study,
+        "optuna_study": tracking.experiment_name(exp),
         "store_hash": manifest["store_hash"],
         "code_version": code_version(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     fsutil.write_bytes_atomic(paths.best_config(exp), json.dumps(summary, indent=2).encode())
-    _write_trials(grid, paths.tune_trials(exp))
+    _write_trials(grid, paths.tune_trials(exp), base.epochs)
     return summary
 
 
-def _write_trials(grid, location: str) -> None:
+def _write_trials(grid, location: str, max_epochs: int) -> None:
     df = grid.get_dataframe()  # each trial's last result: training_iteration = epochs it ran before ASHA stopped it
+    df["stopped_early"] = df["training_iteration"] < max_epochs  # told to Optuna as PRUNED
     for col in df.columns[df.dtypes == object]:
         df[col] = df[col].astype(str)  # mixed-type columns cannot go to Parquet as they are
     buf = io.BytesIO()

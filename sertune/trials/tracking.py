@@ -1,0 +1,261 @@
+"""Where trials are watched besides the terminal: TensorBoard event files, MLflow runs and the
+Optuna study (for optuna-dashboard). All run in the driver.
+
+- TensorBoard: one event file per trial with the per-epoch metrics under their own names.
+- MLflow: one run per trial (Ray's MLflowLoggerCallback), the whole TrainConfig as params,
+  per-epoch metrics, a sweep trial's test UAR and per-class recall; tagged with n_att, seed,
+  store hash and code version. A resumed run continues its MLflow run instead of adding another.
+- Optuna: the searcher keeps its study in memory (a restore from Tune's snapshot is then
+  exact) and copies every finished trial into an RDB storage, where it is found by its Ray
+  trial id, so a resumed tune adds to the same study. Trials that ASHA stopped early are told
+  PRUNED (with their per-epoch values), not COMPLETE at a truncated score: TPE ranks them as
+  pruned, and importances use only full-budget trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.logger import TBXLoggerCallback
+from ray.tune.search.optuna import OptunaSearch
+
+from sertune.config import TrainConfig
+from sertune.trials.trainable import trial_config
+
+EPOCH_METRICS = ("train_loss", "val_uar", "best_val_uar", "epoch_time_s")
+TRIAL_TAG = "sertune.trial_id"
+log = logging.getLogger("ray.tune.sertune")
+
+
+class PlainTensorBoard(TBXLoggerCallback):
+    """Ray's TensorBoard logger, limited to the per-epoch metrics, named plainly (``val_uar``,
+    not ``ray/tune/val_uar``), at step = epoch."""
+
+    def log_trial_result(self, iteration, trial, result):
+        if "epoch" not in result:
+            return  # a sweep trial's closing report: its row, not an epoch
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
+        writer = self._trial_writer[trial]
+        values = {k: float(result[k]) for k in EPOCH_METRICS if isinstance(result.get(k), (int, float))}
+        for k, v in values.items():
+            writer.add_scalar(k, v, global_step=int(result["epoch"]))
+        self._trial_result[trial] = values
+        writer.flush()
+
+
+# ------------------------------------------------------------------ MLflow
+
+
+class MlflowTrials(MLflowLoggerCallback):
+    """Ray's MLflow logger with sertune's params, metrics and tags, one run per trial."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, base: TrainConfig, tags: dict, stage: str):
+        super().__init__(tracking_uri, experiment_name=experiment_name, tags={**tags, "stage": stage})
+        self.base, self.stage = base, stage
+
+    def setup(self, *args, **kwargs):
+        import mlflow
+
+        ensure_experiment(mlflow.MlflowClient(tracking_uri=self.tracking_uri), self.experiment_name, self.tracking_uri)
+        super().setup(*args, **kwargs)
+
+    def log_trial_start(self, trial):
+        if trial in self._trial_runs:
+            return
+        client = self.mlflow_util._get_client()
+        cfg = trial_config(trial.config, self.base)
+        run_id = self._existing_run(client, trial.trial_id)
+        if run_id is None:
+            name = f"N_att={cfg.n_att} seed={cfg.seed}" if self.stage == "sweep" else f"tune {trial.trial_id}"
+            tags = {**self.tags, TRIAL_TAG: trial.trial_id, "n_att": str(cfg.n_att), "seed": str(cfg.seed)}
+            run_id = self.mlflow_util.start_run(tags=tags, run_name=name).info.run_id
+            self.mlflow_util.log_params(run_id=run_id, params_to_log=cfg.to_dict())
+        else:  # the trial of a resumed run: continue its MLflow run
+            client.update_run(run_id, status="RUNNING")
+        self._trial_runs[trial] = run_id
+
+    def _existing_run(self, client, trial_id: str) -> str | None:
+        exp = client.get_experiment_by_name(self.experiment_name)
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'",
+                                  max_results=1) if exp else []
+        return runs[0].info.run_id if runs else None
+
+    def log_trial_result(self, iteration, trial, result):
+        if trial not in self._trial_runs:
+            self.log_trial_start(trial)
+        run_id = self._trial_runs[trial]
+        if "epoch" in result:
+            metrics = {k: result[k] for k in EPOCH_METRICS if k in result}
+            self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=metrics, step=int(result["epoch"]))
+        if "row" in result:  # a sweep trial's results row: its final test figures
+            import json
+
+            row = json.loads(result["row"])
+            final = {"test_uar": row["uar"], "best_epoch": row["best_epoch"],
+                     **{k: v for k, v in row.items() if k.startswith("recall_")}}
+            self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=final, step=int(row["epochs"]))
+
+    def log_trial_end(self, trial, failed: bool = False):
+        if trial in self._trial_runs:
+            super().log_trial_end(trial, failed)
+
+
+def mlflow_uri(uri: str) -> str:
+    """A plain folder becomes a sqlite store in it (``FOLDER/mlflow.db``: MLflow 3 refuses new
+    file stores); database and server URIs stay as they are."""
+    if "://" in uri or uri.startswith(("file:", "sqlite:", "databricks")):
+        return uri
+    import pathlib
+
+    folder = pathlib.Path(uri).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def ensure_experiment(client, name: str, uri: str) -> str:
+    """The MLflow experiment's id, created if new with its artifacts next to a sqlite store
+    (MLflow's default, ./mlruns, would put them wherever the command happens to run)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        import pathlib
+
+        location = (pathlib.Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def log_report(uri: str, experiment_name: str, files: list[str], tags: dict) -> str:
+    """One MLflow run named "report" with the report files as artifacts; returns its run id."""
+    import mlflow
+
+    uri = mlflow_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.create_run(ensure_experiment(client, experiment_name, uri), run_name="report", tags={**tags, "stage": "report"})
+    for f in files:
+        client.log_artifact(run.info.run_id, f)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+# ------------------------------------------------------------------ Optuna
+
+
+class RecordedOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells ASHA-stopped trials PRUNED and copies finished trials into
+    ``export_storage`` (an RDB URL; None: in memory only) under ``study_name``. Its own
+    study stays in memory: Ray's OptunaSearch on an RDB storage cannot be restored after a kill."""
+
+    def __init__(self, *args, max_t: int, export_storage: str | None, study_name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_t, self.export_storage, self.study_name = max_t, export_storage, study_name
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and trial_id not in self._completed_trials:
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            epochs = (result or {}).get("training_iteration")
+            if epochs is not None:
+                ot_trial.set_user_attr("epochs", int(epochs))
+                if result.get(self.metric) is not None:  # Tune hands the last result here, not to on_trial_result
+                    ot_trial.report(result[self.metric], int(epochs))
+            if not error and result and epochs is not None and epochs < self.max_t:
+                ot_trial.set_user_attr("stopped_by", "ASHA")
+                self._ot_study.tell(ot_trial, state=_pruned())
+                self._completed_trials.add(trial_id)
+                self.export()
+                return
+        super().on_trial_complete(trial_id, result, error)
+        self.export()
+
+    def export(self) -> None:
+        if self.export_storage:
+            export_study(self._ot_study, self.export_storage, self.study_name)
+
+
+def _pruned():
+    from optuna.trial import TrialState
+
+    return TrialState.PRUNED
+
+
+def export_study(study, storage: str, study_name: str):
+    """Add ``study``'s finished trials that ``storage`` lacks (by Ray trial id); return the stored study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = optuna.create_study(storage=storage, study_name=study_name, direction=study.direction,
+                                 load_if_exists=True)
+    have = {t.user_attrs.get("ray_trial_id") for t in stored.get_trials(deepcopy=False)}
+    new = [t for t in study.get_trials(deepcopy=False)
+           if t.state.is_finished() and t.user_attrs.get("ray_trial_id") not in have]
+    if new:
+        stored.add_trials(new)
+    return stored
+
+
+def claim_study(storage: str, study_name: str, exp: str) -> None:
+    """Create the study, or check that it is this experiment's: two experiments of the same
+    name sharing one --optuna-storage would otherwise mix their trials."""
+    import optuna
+
+    from sertune.errors import ConfigError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    owner = stored.user_attrs.get("sertune_experiment")
+    if owner is None:
+        stored.set_user_attr("sertune_experiment", exp)
+    elif owner != exp:
+        raise ConfigError(f"--optuna-storage: study {study_name!r} there belongs to the experiment {owner}; "
+                          "use another --optuna-storage or an experiment directory of another name")
+
+
+def importances(storage: str | None, study_name: str) -> tuple[dict | None, str]:
+    """Optuna's hyperparameter importances (its default evaluator) over the full-budget
+    (COMPLETE) trials, or None and why not."""
+    if not storage:
+        return None, "no Optuna storage"
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return None, f"{len(complete)} full-budget trial(s): too few for importances"
+    try:
+        found = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError) as e:
+        return None, f"not computable ({e})"
+    return {k: float(v) for k, v in found.items() if not math.isnan(v)}, f"over {len(complete)} full-budget trials"
+
+
+# ------------------------------------------------------------------ what a stage is watched by
+
+
+@dataclass(frozen=True)
+class Watch:
+    """How a run is watched: Ray's reporter (``verbose``) or sertune's live view, the file Ray's
+    output goes to, an MLflow tracking URI, and (tune) the Optuna storage URL."""
+
+    verbose: bool = False
+    log_path: str | None = None
+    mlflow: str | None = None
+    optuna_storage: str | None = None
+    tty: bool | None = None  # None: whether stdout is a terminal
+
+
+def mlflow_callback(watch: Watch, exp: str, stage: str, base: TrainConfig, store_hash: str, code: str):
+    if not watch.mlflow:
+        return []
+    return [MlflowTrials(mlflow_uri(watch.mlflow), experiment_name(exp), base,
+                         {"store_hash": store_hash, "code_version": code}, stage)]
+
+
+def experiment_name(exp: str) -> str:
+    """The MLflow experiment and Optuna study of an experiment directory: its name."""
+    return exp.rstrip("/").rsplit("/", 1)[-1] or "sertune"

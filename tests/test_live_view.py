@@ -1,0 +1,209 @@
+"""What a user watches: the live view of tune and sweep (here: not a terminal, so one plain line
+per event), the Optuna study in its RDB storage, TensorBoard's per-epoch scalars, and the
+terminal block (redrawn in place) of the live view itself."""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import re
+import struct
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from sertune.cli import cli
+from sertune.trials.progress import LiveView
+
+EVENT = r"\[\d+:\d\d\] "
+TUNE_LINES = [
+    r"tune: 4 trials; Ray's output: .*/logs/tune-\d{8}-\d{6}\.log",
+    EVENT + r"\d/4 trial \w+: validation UAR 0\.\d{4} \((stopped by ASHA at epoch [123]|all 4 epochs)\) "
+            r"batch_size=(16|32) cycles=1 dropout=\S+ lr=\S+ weight_decay=\S+; best so far 0\.\d{4}",
+    r"tune finished in \d+:\d\d: 4/4 done \(\d stopped early\), 0 running, 0 pending, 0 failed; best validation UAR 0\.\d{4}",
+    r"best validation UAR 0\.\d{4} with lr=\S+, batch_size=\d+, dropout=\S+, weight_decay=\S+, cycles=1",
+    r"hyperparameter importances (\(over \d full-budget trials\): .*|: \d full-budget trial\(s\): too few for importances)",
+    r"-> .*/tune/best_config\.json  \(all trials: .*/tune/trials\.parquet\)",
+    r"Optuna study 'exp': optuna-dashboard sqlite:////.*/exp/tune/optuna\.db",
+]
+SWEEP_LINES = [
+    r"sweep: 2 trials; Ray's output: .*/logs/sweep-\d{8}-\d{6}\.log",
+    EVENT + r"[12]/2 N_att=[12] seed=0: test UAR 0\.\d{4} \(validation 0\.\d{4}, best epoch [12]\)",
+    r"sweep finished in \d+:\d\d: 2/2 done, 0 running, 0 pending, 0 failed",
+    r".*/sweep/results\.parquet: 2 of 2 pairs done \(2 run now, 0 already there\)",
+]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(map(str, args)), catch_exceptions=False)
+
+
+def check_lines(output: str, patterns: list[str]) -> list[str]:
+    """Every line is one the live view or the command prints; no Ray boxes, JSON, warnings or escapes."""
+    lines = output.splitlines()
+    for line in lines:
+        assert line.isprintable(), f"control characters in {line!r}"
+        assert not re.search(r"[╭╰│{}]|WARNING|Warning|INFO|Trial status", line), f"Ray's output in the view: {line!r}"
+        assert any(re.fullmatch(p, line) for p in patterns), f"unexpected line {line!r} in:\n{output}"
+    return lines
+
+
+def scalar_tags(event_file: str) -> set[str]:
+    """The scalar tags of a TensorBoard event file (TFRecord framing, Event protos)."""
+    from tensorboardX.proto import event_pb2
+
+    tags, data = set(), open(event_file, "rb").read()
+    pos = 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        tags |= {v.tag for v in event.summary.value if v.HasField("simple_value")}
+        pos += 12 + length + 4
+    return tags
+
+
+def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("batch_size: {type: choice, values: [16, 32]}\ncycles: 1\n")
+    exp, mlflow_db = tmp_path / "exp", f"sqlite:///{tmp_path}/mlflow.db"
+    r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 4,
+            "--epochs", 4, "--grace-period", 1, "--reduction-factor", 2, "--max-concurrent", 2, "--mlflow", mlflow_db)
+    assert r.exit_code == 0, r.output
+    lines = check_lines(r.output, TUNE_LINES)
+    assert len([x for x in lines if re.match(EVENT, x)]) == 4, r.output
+    assert (exp / "logs").is_dir()
+
+    trials = pd.read_parquet(exp / "tune" / "trials.parquet")
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp}/tune/optuna.db")
+    stored = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert set(stored) == set(trials["trial_id"]), "the study does not hold every trial once"
+    for _, row in trials.iterrows():
+        t = stored[row["trial_id"]]
+        assert t.user_attrs["epochs"] == row["training_iteration"]
+        if row["stopped_early"]:
+            assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["stopped_by"] == "ASHA"
+        else:
+            assert t.state == optuna.trial.TrialState.COMPLETE and t.value == pytest.approx(row["best_val_uar"])
+        assert max(t.intermediate_values) == row["training_iteration"]  # the per-epoch values, the last included
+    best = json.loads((exp / "tune" / "best_config.json").read_text())
+    complete = (~trials["stopped_early"]).sum()
+    assert best["n_stopped_early"] == trials["stopped_early"].sum()
+    if complete >= 2:
+        assert set(best["importances"]) == {"lr", "batch_size", "dropout", "weight_decay"}, best
+    else:
+        assert best["importances"] is None and "too few" in best["importances_note"]
+
+    mlflow = pytest.importorskip("mlflow")
+    client = mlflow.MlflowClient(tracking_uri=mlflow_db)
+    runs = {x.data.tags["sertune.trial_id"]: x for x in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
+    assert set(runs) == set(trials["trial_id"]), "not one MLflow run per trial"
+    for _, row in trials.iterrows():
+        x = runs[row["trial_id"]]
+        assert x.info.run_name == f"tune {row['trial_id']}" and x.data.tags["stage"] == "tune"
+        assert x.data.tags["n_att"] == "1" and x.data.params["batch_size"] == str(row["config/batch_size"])
+        history = client.get_metric_history(x.info.run_id, "val_uar")
+        assert [m.step for m in history] == list(range(1, row["training_iteration"] + 1))
+
+    for event_file in glob.glob(str(exp / "tune" / "tune" / "*" / "events.out.tfevents.*")):
+        assert scalar_tags(event_file) == {"train_loss", "val_uar", "best_val_uar", "epoch_time_s"}
+
+
+def test_sweep_live_view(synth_store, tmp_path):
+    r = run("sweep", "--store", synth_store, "--experiment-dir", tmp_path, "--no-tuned", "--n-att", "1,2",
+            "--seeds", 1, "--epochs", 2)
+    assert r.exit_code == 0, r.output
+    lines = check_lines(r.output, SWEEP_LINES)
+    assert sorted(re.search(r"N_att=\d", x).group() for x in lines if re.match(EVENT, x)) == ["N_att=1", "N_att=2"]
+
+
+def test_study_export_adds_each_trial_once_and_importances_use_full_budget_trials(tmp_path):
+    from optuna.distributions import FloatDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from sertune.errors import ConfigError
+    from sertune.trials.tracking import claim_study, export_study, importances
+
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "cycles": IntDistribution(1, 4)}
+    study = optuna.create_study(direction="maximize")
+    for i in range(6):
+        pruned = i >= 4
+        study.add_trial(create_trial(
+            params={"lr": 10 ** (-4 + i / 3), "cycles": 1 + i % 4}, distributions=dists,
+            value=None if pruned else 0.2 + 0.05 * i, state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+            intermediate_values={1: 0.1}, user_attrs={"ray_trial_id": f"t{i}"}))
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    claim_study(url, "s", "/runs/a/s")
+    claim_study(url, "s", "/runs/a/s")  # the same experiment again: a resumed tune
+    with pytest.raises(ConfigError, match="study 's' there belongs to the experiment /runs/a/s"):
+        claim_study(url, "s", "/runs/b/s")
+    export_study(study, url, "s")
+    export_study(study, url, "s")  # after a restore the searcher holds the same trials again
+    stored = optuna.load_study(study_name="s", storage=url)
+    assert sorted(t.user_attrs["ray_trial_id"] for t in stored.trials) == [f"t{i}" for i in range(6)]
+    assert [t.state for t in stored.trials].count(TrialState.PRUNED) == 2
+    found, note = importances(url, "s")
+    assert set(found) == {"lr", "cycles"} and sum(found.values()) == pytest.approx(1.0)
+    assert note == "over 4 full-budget trials"
+
+
+def _trial(tid: str, status: str, pair=(1, 0), epochs=4, uar=0.5):
+    return SimpleNamespace(trial_id=tid, status=status, config={"pair": list(pair)}, error_file=None,
+                           last_result={"training_iteration": epochs, "best_val_uar": uar})
+
+
+def test_terminal_view_redraws_one_block(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    view = LiveView("sweep", 3, 4, tty=True, pairs=[(1, 0), (1, 1), (2, 0)])
+    a, b = _trial("a", "RUNNING"), _trial("b", "PENDING", pair=(1, 1))
+    view.setup()
+    view.on_step(0, [a, b])  # draws the block: 2 lines
+    a.status = "TERMINATED"
+    view.on_trial_complete(1, [a, b], a)  # goes back 2 lines, prints the event, redraws
+    text = out.getvalue()
+    assert "\x1b[2F\x1b[J" in text, repr(text)
+    final = text.rsplit("\x1b[J", 1)[1].splitlines()
+    assert final[0].startswith("1/3 N_att=1 seed=0")
+    assert final[1].startswith("sweep: 1/3 done, 0 running, 2 pending, 0 failed | ")
+    assert final[2] == "  pairs done per N_att: 1: 1/2  2: 0/1\x1b[K"
+    view.on_experiment_end([a, b])
+    assert out.getvalue().endswith("\x1b[2F\x1b[J" + view.summary() + "\n")
+
+
+@pytest.mark.slow
+def test_demo_output_fits_on_a_screen(tmp_path, tmp_path_factory):
+    """`sertune demo` as a subprocess (its own Ray): everything it writes to stdout and stderr,
+    not a terminal, is sertune's lines -- no Ray output or warning -- and it ends with the table
+    and the report's files."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from proctools import Procs, clean_env, synthetic_store, tail, wait_or_fail
+
+    store = Path(synthetic_store(tmp_path_factory))
+    work = tmp_path / "demo"
+    shutil.copytree(store.parent / "corpus", work / "corpus")
+    shutil.copytree(store, work / "store")
+    procs = Procs()
+    try:
+        log = tmp_path / "demo.log"
+        cmd = [sys.executable, "-m", "sertune", "demo", "--workdir", str(work), "--actors", "6", "--epochs", "4",
+               "--tune-samples", "2", "--seeds", "1", "--num-cpus", "2"]
+        proc = procs.popen(cmd, clean_env(RAY_TMPDIR=procs.tempdir("demo")), log)
+        assert wait_or_fail(proc, 900, log, "sertune demo") == 0, tail(log)
+    finally:
+        assert not procs.close()
+    lines = log.read_text().splitlines()
+    # 2 tune and 7 sweep trials, but one seed: the report adds a warning per N_att (14 lines)
+    assert len(lines) <= 60, "\n".join(lines)
+    for line in lines:
+        assert line.isprintable(), repr(line)
+        assert not re.search(r"[╭╰│{}]|WARNING|\wWarning|INFO|\(raylet\)|Trial status|token", line), line
+    assert lines[0].endswith("up to date (same corpus and feature parameters); --force rebuilds it")
+    assert any(x.startswith("| LSTM-v-64 | 1 |") for x in lines), lines  # the table, then its notes
+    assert re.fullmatch(r"Report written to .*/demo/experiment/report: table\.md, .*uar_vs_natt\.png", lines[-1])
