@@ -88,9 +88,6 @@ def test_ray_error_exits_8(synth_corpus, tmp_path, ray_local, monkeypatch, capsy
 
 
 @pytest.mark.slow  # every stage, 9 trials: about a minute on 2 idle cores
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="sertune bug: demo's ctx.invoke(sweep, ...) passes no n_att, and click "
-                   "fills it with the option's default string '1,2,4,8,16,32,64' without running its callback "
-                   "(parse_int_list), so the sweep's pairs are (character, seed): trials with N_att ',' fail")
 def test_demo_end_to_end(tmp_path, ray_local):
     work = tmp_path / "demo"
     # 4 epochs, not 2: the default space samples up to 4 cycles (see test_tune's cycles test).

@@ -103,10 +103,6 @@ def test_tune_rejects_bad_space(synth_store, tmp_path):
     assert r.exit_code == 2 and "unknown knob(s) learning_rate" in r.output
 
 
-@pytest.mark.xfail(strict=True, reason="sertune bug: a tuned knob's fixed value (or range) is not checked against "
-                   "TrainConfig's rules before Ray starts; with cycles 3 > epochs 2 every trial fails in "
-                   "TrainConfig (ConfigError) after its retries and tune exits 7; the default space (cycles up to "
-                   "4) fails the same way for some trials whenever --epochs < 4, e.g. `sertune demo --epochs 2`")
 def test_tune_refuses_fixed_knob_that_breaks_a_rule(synth_store, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("cycles: 3\n")
