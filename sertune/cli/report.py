@@ -14,10 +14,10 @@ import click
 @click.option("--kde", "kde", multiple=True, type=click.IntRange(min=1), metavar="N_ATT",
               help="also draw this N_att in the KDE plot (repeatable); N_att = 1 and the largest are always drawn")
 def report(experiment_dir, results_file, out_dir, kde):
-    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att."""
+    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att; per-class recall."""
     from sertune import fsutil, paths, results
     from sertune.errors import ResultsError
-    from sertune.report import render_report, write_report
+    from sertune.report import class_notes, render_report, write_report
     from sertune.report.figures import kde_selection
     from sertune.report.summary import checked, report_warnings, table
     from sertune.report.tables import markdown_table
@@ -37,8 +37,13 @@ def report(experiment_dir, results_file, out_dir, kde):
         kde_selection(summary, list(kde))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--kde") from None
-    write_report(render_report(df, list(kde), source, summary=summary), out)
+    files = render_report(df, list(kde), source, summary=summary)
+    write_report(files, out)
     click.echo(markdown_table(summary), nl=False)
+    if "per_class.md" in files:
+        click.echo("\n" + files["per_class.md"].decode(), nl=False)
     for w in report_warnings(summary):
         click.echo(f"Warning: {w}", err=True)
+    for note in class_notes(files):
+        click.echo(f"Note: {note}", err=True)
     click.echo(f"Report written to {out}", err=True)

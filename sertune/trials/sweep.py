@@ -49,7 +49,7 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
     if not todo:
         return 0, location
     inputs = TrialInputs(store=fsutil.normalize(store), base=base, checkpoint_every=s.checkpoint_every,
-                         code_version=code_version(), emit_row=True)
+                         code_version=code_version(), emit_row=True, experiment_dir=exp)
     grid = tuner.make_tuner(
         inputs, s, {"pair": tune.grid_search([list(p) for p in todo])},
         tune.TuneConfig(metric="best_val_uar", mode="max", reuse_actors=True),
