@@ -64,9 +64,11 @@ def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float) -> bytes:
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1][:rows]})
     ax = axes[0]
-    ax.imshow(u.mfcc.T, aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
+    # Per-coefficient z-scores for display: raw c0 (log energy) spans far more than the rest.
+    z = (u.mfcc - u.mfcc.mean(0)) / np.maximum(u.mfcc.std(0), 1e-6)
+    ax.imshow(z.T, aspect="auto", origin="lower", cmap="magma", interpolation="nearest", vmin=-2.5, vmax=2.5,
               extent=(t[0], t[-1] + hop_ms / 1000, -0.5, u.mfcc.shape[1] - 0.5))
-    ax.set_ylabel("MFCC coef.")
+    ax.set_ylabel("MFCC coef.\n(z per coef.)")
     truth = f"true {EMOTIONS[u.label]}, " if u.label is not None else ""
     ax.set_title(f"{u.name}: {truth}predicted {EMOTIONS[u.predicted]}", fontsize=10)
     ax = axes[1]
