@@ -157,6 +157,7 @@ def confusion_figure(sums: dict[int, np.ndarray], n_atts: list[int]) -> Figure:
         ax.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{model_name(n)} ({int(sums[n].sum())} test utterances over seeds)", fontsize=9)
+        best = " — best mean UAR" if n != BASELINE else ""
+        ax.set_title(f"{model_name(n)}{best} ({int(sums[n].sum())} test utterances over seeds)", fontsize=9)
     fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02, label="share of the true class")
     return fig
