@@ -130,3 +130,29 @@ def test_failure_midway_leaves_the_old_report_whole(tmp_path):
     assert "the previous report there is unchanged" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.parquet", "old.parquet", "out"]  # no staging left
+
+
+def test_report_on_an_object_store_replaces_the_set(tmp_path, monkeypatch):
+    """On S3 (a real moto server on loopback) the set is staged, then moved into place; files of
+    the old set that the new one lacks go."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        s3.create_bucket(Bucket="exp")
+        out = f"s3://exp/report?endpoint_override={host}:{port}&scheme=http"
+        sweep_rows().to_parquet(tmp_path / "rows.parquet")
+        assert run(["--results", tmp_path / "rows.parquet", "--out", out]).exit_code == 0
+        sweep_rows()[["n_att", "seed", "uar"]].to_csv(tmp_path / "plain.csv", index=False)
+        res = run(["--results", tmp_path / "plain.csv", "--out", out])
+        assert res.exit_code == 0, res.output
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="exp").get("Contents", []) if not o["Key"].endswith("/"))
+        assert keys == sorted(f"report/{f}" for f in BASE_FILES)  # per-class files of the old set gone, no staging
+    finally:
+        server.stop()

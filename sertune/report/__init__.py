@@ -80,22 +80,24 @@ def write_report(files: dict[str, bytes], out_dir: str) -> dict[str, str]:
     """
     out_dir = fsutil.normalize(out_dir)
     _check_replaceable(out_dir)
-    staging = f"{out_dir.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
-    fs, staging_path = fsutil.resolve(staging)
+    # Paths, not URIs, from here: a URI may end in a query (?endpoint_override=...).
+    fs, out_path = fsutil.resolve(out_dir)
+    staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     try:
-        fs.create_dir(staging_path, recursive=True)
+        fs.create_dir(staging, recursive=True)
         for name, data in files.items():
-            with fs.open_output_stream(f"{staging_path}/{name}") as f:
+            with fs.open_output_stream(f"{staging}/{name}") as f:
                 f.write(data)
         if fsutil.is_uri(out_dir):
-            _publish_by_files(fs, staging_path, out_dir, files)
+            _publish_by_files(fs, staging, out_path, files)
         else:
-            _swap_folders(staging, out_dir)
+            _swap_folders(fs, staging, out_path)
     except OSError as e:
         raise SertuneError(f"{out_dir}: cannot write the report ({e.strerror or e}); "
                            "the previous report there is unchanged") from None
     finally:
-        fsutil.delete_dir(staging)
+        if fs.get_file_info(staging).type == pafs.FileType.Directory:
+            fs.delete_dir(staging)
     return {name: fsutil.join(out_dir, name) for name in files}
 
 
@@ -117,26 +119,25 @@ def _check_replaceable(out_dir: str) -> None:
                           "a report replaces its whole folder, so choose an empty or report-only folder")
 
 
-def _swap_folders(staging: str, out_dir: str) -> None:
+def _swap_folders(fs, staging: str, out_path: str) -> None:
     old = None
-    if fsutil.exists(out_dir):
-        old = f"{out_dir}.old-{uuid.uuid4().hex[:8]}"
-        fsutil.resolve(out_dir)[0].move(out_dir, old)
+    if fs.get_file_info(out_path).type != pafs.FileType.NotFound:
+        old = f"{out_path}.old-{uuid.uuid4().hex[:8]}"
+        fs.move(out_path, old)
     try:
-        fsutil.resolve(out_dir)[0].move(staging, out_dir)
+        fs.move(staging, out_path)
     except OSError:
         if old:
-            fsutil.resolve(out_dir)[0].move(old, out_dir)  # put the old set back
+            fs.move(old, out_path)  # put the old set back
         raise
     if old:
-        fsutil.delete_dir(old)
+        fs.delete_dir(old)
 
 
-def _publish_by_files(fs, staging_path: str, out_dir: str, files: dict[str, bytes]) -> None:
-    _, out_path = fsutil.resolve(out_dir)
+def _publish_by_files(fs, staging: str, out_path: str, files: dict[str, bytes]) -> None:
     fs.create_dir(out_path, recursive=True)
-    for info in _entries(out_dir):
-        if info.base_name not in files:
+    for info in fs.get_file_info(pafs.FileSelector(out_path, allow_not_found=True)):
+        if info.base_name not in files and info.type == pafs.FileType.File:
             fs.delete_file(info.path)
     for name in files:
-        fs.move(f"{staging_path}/{name}", f"{out_path}/{name}")
+        fs.move(f"{staging}/{name}", f"{out_path}/{name}")
