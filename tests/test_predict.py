@@ -89,3 +89,21 @@ def test_several_models_need_ensemble_and_a_pickle_is_not_loaded(swept, tmp_path
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format": "sertune-model", "x": Payload()}))
     res = run(["--model", tmp_path / "evil.pt", tmp_path])
     assert res.exit_code == 2 and "not a sertune model file" in res.output and "pwned" not in res.output
+
+
+def test_several_seeds_need_ensemble_which_averages(swept, tmp_path, real_16k):
+    import shutil
+
+    _, exp = swept
+    src = exp / "sweep" / "models" / "n_att=4" / "seed=0" / "model.pt"
+    for seed in (0, 1):  # the same weights twice: their average is the single model's output
+        (tmp_path / "exp" / "sweep" / "models" / "n_att=4" / f"seed={seed}").mkdir(parents=True)
+        shutil.copy(src, tmp_path / "exp" / "sweep" / "models" / "n_att=4" / f"seed={seed}" / "model.pt")
+    audio = real_16k / "Actor_24" / "03-01-03-01-01-01-24.flac"
+    res = run(["--model", tmp_path / "exp", "--n-att", 4, audio])
+    assert res.exit_code == 2 and "pass --ensemble" in res.output and "n_att=4/seed=1" in res.output
+    both = run(["--model", tmp_path / "exp", "--n-att", 4, "--ensemble", "--out", tmp_path / "e.json", audio])
+    one = run(["--model", tmp_path / "exp", "--n-att", 4, "--seed", 1, "--out", tmp_path / "o.json", audio])
+    assert both.exit_code == one.exit_code == 0
+    e, o = json.loads((tmp_path / "e.json").read_text())[0], json.loads((tmp_path / "o.json").read_text())[0]
+    assert [e[k] for k in EMOTIONS] == pytest.approx([o[k] for k in EMOTIONS], abs=1e-6)
