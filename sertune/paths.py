@@ -34,3 +34,12 @@ def sweep_results(exp: str) -> str:
 
 def report_dir(exp: str) -> str:
     return fsutil.join(exp, "report")
+
+
+def sweep_models(exp: str, n_att: int) -> str:
+    return fsutil.join(exp, "sweep", "models", f"n_att={int(n_att)}")
+
+
+def sweep_model(exp: str, n_att: int, seed: int) -> str:
+    """A sweep trial's model.pt, next to its row (sertune.insight.models)."""
+    return fsutil.join(sweep_models(exp, n_att), f"seed={int(seed)}", "model.pt")

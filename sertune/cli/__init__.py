@@ -10,13 +10,15 @@ import click
 
 from sertune.cli.data import corpus, prepare
 from sertune.cli.demo import demo
+from sertune.cli.explain import explain
+from sertune.cli.predict import predict
 from sertune.cli.recipe import recipe
 from sertune.cli.report import report
 from sertune.cli.sweep import sweep
 from sertune.cli.train import train
 from sertune.cli.tune import tune
 
-PIPELINE = (corpus, prepare, train, tune, sweep, report, recipe, demo)
+PIPELINE = (corpus, prepare, train, tune, sweep, report, predict, explain, recipe, demo)
 
 
 class PipelineGroup(click.Group):

@@ -17,11 +17,11 @@ import click
               help="attach the report files to an MLflow run named 'report' in the experiment's MLflow experiment  "
                    "[default: $SERTUNE_MLFLOW_URI, else off]")
 def report(experiment_dir, results_file, out_dir, kde, mlflow):
-    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att."""
+    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att; per-class recall."""
     from sertune import fsutil, paths, results
     from sertune.errors import ResultsError
     from sertune.preflight import check_writable
-    from sertune.report import render_report, write_report
+    from sertune.report import class_notes, render_report, write_report
     from sertune.report.figures import kde_selection
     from sertune.report.summary import checked, report_warnings, table
     from sertune.report.tables import markdown_table
@@ -49,8 +49,12 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow):
     files = render_report(df, list(kde), source, summary=summary)
     write_report(files, out)
     click.echo(markdown_table(summary), nl=False)
+    if "per_class.md" in files:
+        click.echo("\n" + files["per_class.md"].decode(), nl=False)
     for w in report_warnings(summary):
         click.echo(f"Warning: {w}", err=True)
+    for note in class_notes(files):
+        click.echo(f"Note: {note}", err=True)
     click.echo(f"Report written to {out}: {', '.join(files)}", err=True)
     if mlflow:
         click.echo(f"MLflow: report files attached to run {_to_mlflow(mlflow, exp, files, df)}", err=True)

@@ -14,13 +14,10 @@ from sertune.config import TrainConfig
 @train_options()
 def train(store, out, **opts):
     """Train one model without Ray; print validation and test UAR; save the result and weights."""
-    import io
     import json
-    import os
-
-    import torch
 
     from sertune import fsutil, results
+    from sertune.insight.models import save_model
     from sertune.preflight import check_writable
     from sertune.provenance import code_version
     from sertune.store.load import load_store
@@ -39,9 +36,7 @@ def train(store, out, **opts):
 
     result = run(cfg, fs, on_epoch=show)
     row = results.result_row(cfg, result, fs.store_hash, code_version())
-    buf = io.BytesIO()
-    torch.save(result.checkpoint, buf)
-    fsutil.write_bytes_atomic(fsutil.join(out, "model.pt"), buf.getvalue())  # weights first: a result.json always has its model
+    save_model(fsutil.join(out, "model.pt"), result.checkpoint, store)  # weights first: a result.json always has its model
     fsutil.write_bytes_atomic(fsutil.join(out, "result.json"), json.dumps({**row, "history": result.history}, indent=2).encode())
     click.echo(f"val UAR {result.val_uar:.4f} (best epoch {result.best_epoch})  "
                f"test UAR {result.uar:.4f}  -> {fsutil.join(out, 'result.json')}")

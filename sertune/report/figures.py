@@ -132,3 +132,32 @@ def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame) -> Figure:
     return fig
 
 
+
+
+def confusion_png(sums: dict[int, np.ndarray], n_atts: list[int]) -> bytes:
+    return _png(confusion_figure(sums, n_atts))
+
+
+def confusion_figure(sums: dict[int, np.ndarray], n_atts: list[int]) -> Figure:
+    """Row-normalised confusion matrices (summed over seeds) side by side, emotions on the axes."""
+    from sertune.audio.labels import EMOTIONS
+    from sertune.report.classes import row_normalised
+
+    fig = Figure(figsize=(5.2 * len(n_atts) + 0.8, 5.0), layout="constrained")
+    FigureCanvasAgg(fig)  # no pyplot: no global backend, no figure left open between calls
+    axes = fig.subplots(1, len(n_atts), squeeze=False)[0]
+    for ax, n in zip(axes, n_atts):
+        cm = row_normalised(sums[n])
+        im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > 0.55 else "black")
+        ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        best = " — best mean UAR" if n != BASELINE else ""
+        ax.set_title(f"{model_name(n)}{best} ({int(sums[n].sum())} test utterances over seeds)", fontsize=9)
+    fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02, label="share of the true class")
+    return fig

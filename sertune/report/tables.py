@@ -197,3 +197,69 @@ def stats_document(df: pd.DataFrame, summary: pd.DataFrame, source: str | None =
     )
 
 
+
+
+def _class_cell(mean: float, std: float, pm: str) -> str:
+    if math.isnan(mean):
+        return NC
+    return f"{mean:.3f}{pm}{std:.3f}" if not math.isnan(std) else f"{mean:.3f}{pm}{NC}"
+
+
+def class_markdown(classes: pd.DataFrame) -> str:
+    from sertune.audio.labels import EMOTIONS
+
+    head = ["Model", "n", *EMOTIONS]
+    lines = ["| " + " | ".join(head) + " |", "|:--|" + "--:|" * (len(head) - 1)]
+    for r in classes.to_dict("records"):
+        cells = [r["model"], str(r["n"]), *(_class_cell(r[f"{e}_mean"], r[f"{e}_std"], " ± ") for e in EMOTIONS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Test recall per emotion over seeds: mean ± std (ddof = 1). {NC}: not computable."]
+    return "\n".join(lines) + "\n"
+
+
+def class_latex(classes: pd.DataFrame) -> str:
+    from sertune.audio.labels import EMOTIONS
+
+    body = [" & ".join([r["model"], str(r["n"]), *(_class_cell(r[f"{e}_mean"], r[f"{e}_std"], " $\\pm$ ")
+                                                    for e in EMOTIONS)]) + " \\\\"
+            for r in classes.to_dict("records")]
+    return "\n".join([
+        "% sertune report; needs \\usepackage{booktabs}",
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{Test recall per emotion over seeds: mean $\\pm$ std (ddof = 1). {NC}: not computable.}}",
+        "\\label{tab:recall-per-class}",
+        "\\begin{tabular}{l" + "r" * (1 + len(EMOTIONS)) + "}",
+        "\\toprule",
+        " & ".join(["Model", "$n$", *EMOTIONS]) + " \\\\",
+        "\\midrule",
+        *body,
+        "\\bottomrule",
+        "\\end{tabular}",
+        "\\end{table}",
+        "",
+    ])
+
+
+def class_csv(classes: pd.DataFrame) -> str:
+    return classes.to_csv(index=False, na_rep="")
+
+
+def class_document(classes: pd.DataFrame | None, confusion: dict | None, confusion_n_att: list[int]) -> dict:
+    """The per-class part of stats.json (or why it is missing)."""
+    from sertune.audio.labels import EMOTIONS
+
+    doc: dict = {"emotions": list(EMOTIONS)}
+    if classes is None:
+        doc["note"] = "skipped: the results have no recall_<emotion> columns"
+    else:
+        doc["recall"] = [
+            {"model": r["model"], "n_att": r["n_att"], "n": r["n"],
+             "mean": {e: r[f"{e}_mean"] for e in EMOTIONS}, "std": {e: r[f"{e}_std"] for e in EMOTIONS}}
+            for r in classes.to_dict("records")
+        ]
+    if confusion is None:
+        doc["confusion_note"] = "skipped: the results have no confusion column"
+    else:
+        doc["confusion_summed_over_seeds"] = {str(n): confusion[n].astype(int).tolist() for n in confusion_n_att}
+    return _clean(doc)

@@ -124,6 +124,20 @@ class FoldRun:
         self.model.load_state_dict(self.best_state)
         return self.confusion(self.split.test)
 
+    @torch.no_grad()
+    def test_logits(self) -> torch.Tensor:
+        """The current model's logits on the test utterances, in ``split.test`` order (float32, CPU):
+        kept in the checkpoint so a saved model can be checked against what training saw."""
+        self.model.eval()
+        idx = torch.as_tensor(self.split.test)
+        out = torch.zeros(len(idx), N_CLASSES)
+        for batch in sorted_batches(torch.arange(len(idx)), self.cpu_lengths[idx]):
+            xb, lb, _ = gather(self.x, self.lengths, self.labels, idx[batch].to(self.device))
+            with self.autocast():
+                logits, _ = self.model(xb, lb)
+            out[batch] = logits.float().cpu()
+        return out
+
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "best": (self.best_uar, self.best_epoch, self.best_state), "gen": self.gen.get_state()}
@@ -238,9 +252,13 @@ class Training:
         normalisation, the training speakers' statistics."""
         folds = []
         for f in self.folds:
+            # Test utterances and their logits (after test() loaded the best weights): what a
+            # saved model must reproduce (sertune predict).
+            test_ids = self._fs.meta["utt_id"].iloc[list(f.split.test)].tolist()
             folds.append({"weights": f.best_state, "best_epoch": f.best_epoch, "split": f.split.describe(),
-                          "norm_mean_std": f.norm_stats})
-        return {"config": self.cfg.to_dict(), "store_hash": self._fs.store_hash, "folds": folds}
+                          "norm_mean_std": f.norm_stats, "test_utt_ids": test_ids, "test_logits": f.test_logits()})
+        return {"config": self.cfg.to_dict(), "store_hash": self._fs.store_hash,
+                "features": self._fs.manifest["features"], "folds": folds}
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "history": self.history, "folds": [f.state_dict() for f in self.folds],

@@ -25,6 +25,11 @@ class MultiVectorAttention(nn.Module):
         context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
         return context, weights
 
+    def winners(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) index of the vector u_i that wins the max at each frame; -1 on padding.
+        The same scores as ``forward``, read out for inspection only."""
+        return (h @ self.u.T).argmax(dim=-1).masked_fill(~mask, -1)
+
 
 class AttentionLSTM(nn.Module):
     def __init__(self, input_size: int, hidden_size: int = 64, num_layers: int = 1, n_att: int = 1,
@@ -49,6 +54,15 @@ class AttentionLSTM(nn.Module):
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         context, weights = self.attention(h, mask)
         return self.head(self.dropout(self.context_norm(context))), weights
+
+    @torch.no_grad()
+    def attention_map(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For inspection (eval mode): logits (B, C), attention weights alpha (B, T) summing to 1
+        over each utterance's real frames, and the winning vector per frame (B, T; -1 on padding)."""
+        h, _ = self.lstm(x)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        context, weights = self.attention(h, mask)
+        return self.head(self.dropout(self.context_norm(context))), weights, self.attention.winners(h, mask)
 
 
 def xavier_init(model: AttentionLSTM) -> None:

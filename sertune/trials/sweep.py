@@ -51,7 +51,7 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
     if not todo:
         return 0, location
     inputs = TrialInputs(store=fsutil.normalize(store), base=base, checkpoint_every=s.checkpoint_every,
-                         code_version=code_version(), emit_row=True)
+                         code_version=code_version(), emit_row=True, experiment_dir=exp)
     callbacks = [ResultsWriter(location)]  # first: a row is in the table before anything reports it
     if not watch.verbose:
         callbacks.append(LiveView("sweep", len(todo), base.epochs, watch.log_path, watch.tty, pairs=todo))

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 from ray import tune
 
-from sertune import results
+from sertune import paths, results
 from sertune.config import TrainConfig
 from sertune.errors import TrialError
+from sertune.insight.models import save_model
 from sertune.store.load import cached_store
 from sertune.training.loop import Training, train
 
@@ -33,6 +34,7 @@ class TrialInputs:
     checkpoint_every: int
     code_version: str
     emit_row: bool = False  # sweep trials end by reporting their results row
+    experiment_dir: str | None = None  # sweep trials keep their model.pt there (paths.sweep_model)
 
 
 def trial_config(config: dict, base: TrainConfig) -> TrainConfig:
@@ -50,6 +52,8 @@ def train_trial(config: dict, inputs: TrialInputs) -> None:
     cfg = trial_config(config, inputs.base)
     fs = cached_store(inputs.store)
     result = train(cfg, fs, _reporter(inputs.checkpoint_every, cfg.epochs), _resume_state())
+    if inputs.experiment_dir:  # before the row: a row in the table always has its model
+        save_model(paths.sweep_model(inputs.experiment_dir, cfg.n_att, cfg.seed), result.checkpoint, inputs.store)
     if inputs.emit_row:
         row = results.result_row(cfg, result, fs.store_hash, inputs.code_version)
         tune.report({"best_val_uar": result.val_uar, "row": json.dumps(row)})

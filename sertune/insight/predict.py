@@ -1,0 +1,101 @@
+"""New audio -> emotion probabilities, featurised and normalised exactly as in training.
+
+Decoding and MFCC are the store's own code (``MfccExtractor`` with the feature parameters the
+model recorded), normalisation is ``batching.normalize`` with the fold's training statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sertune.audio.features import MfccExtractor
+from sertune.audio.labels import EMOTIONS
+from sertune.errors import CorpusError
+from sertune.insight.models import FoldModel
+from sertune.store.load import FeatureSet
+from sertune.training.batching import normalize
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def audio_files(args: list[str]) -> tuple[list[str], list[str]]:
+    """Files named, and audio files inside folders named (sorted); plus one error line per
+    argument that yields nothing."""
+    files, errors = [], []
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+            files += found
+            if not found:
+                errors.append(f"{a}: no .wav, .flac or .ogg files in this folder")
+        elif p.is_file():
+            files.append(str(p))
+        else:
+            errors.append(f"{a}: no such file or folder")
+    return files, errors
+
+
+def featurise(paths: list[str], extractor: MfccExtractor) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """(paths decoded, their raw MFCC, one error line per file that could not be decoded)."""
+    ok, mfccs, errors = [], [], []
+    for p in paths:
+        try:
+            mfcc, _ = extractor(p)
+        except CorpusError as e:
+            errors.append(e.message)
+            continue
+        ok.append(p)
+        mfccs.append(mfcc)
+    return ok, mfccs, errors
+
+
+def padded(mfccs: list[np.ndarray]) -> FeatureSet:
+    """Raw MFCC as the store's loader pads them (zeros after each utterance's end)."""
+    lengths = torch.tensor([len(m) for m in mfccs], dtype=torch.int64)
+    x = torch.zeros(len(mfccs), int(lengths.max()), mfccs[0].shape[1])
+    for i, m in enumerate(mfccs):
+        x[i, : len(m)] = torch.from_numpy(m)
+    zeros = torch.zeros(len(mfccs), dtype=torch.int64)
+    return FeatureSet(features=x, lengths=lengths, labels=zeros, actors=zeros, meta=pd.DataFrame(), manifest={})
+
+
+def model_input(model: FoldModel, fs: FeatureSet) -> torch.Tensor:
+    """The fold's normalisation: global statistics of its training speakers, or per-utterance CMVN."""
+    return normalize(fs, torch.arange(0), model.config.norm, model.norm_stats)
+
+
+@torch.no_grad()
+def logits(model: FoldModel, fs: FeatureSet) -> torch.Tensor:
+    out, _ = model.net(model_input(model, fs), fs.lengths)
+    return out
+
+
+@dataclass
+class Predictions:
+    files: list[str]
+    probs: np.ndarray  # (files, classes), averaged over the models given
+    errors: list[str]
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.probs, columns=list(EMOTIONS))
+        df.insert(0, "predicted", [EMOTIONS[i] for i in self.probs.argmax(1)] if len(self.files) else [])
+        df.insert(0, "file", self.files)
+        return df
+
+
+def predict(models: list[FoldModel], args: list[str]) -> Predictions:
+    """Probabilities of every decodable file, averaged over ``models`` (an ensemble of one or more)."""
+    files, errors = audio_files(args)
+    files, mfccs, bad = featurise(files, MfccExtractor(models[0].features))
+    errors += bad
+    if not files:
+        return Predictions([], np.zeros((0, len(EMOTIONS))), errors)
+    fs = padded(mfccs)
+    probs = torch.stack([torch.softmax(logits(m, fs), dim=1) for m in models]).mean(0)
+    return Predictions(files, probs.numpy(), errors)
