@@ -70,7 +70,7 @@ def measure(root: str, data: str, args) -> list:
     base = TrainConfig(epochs=args.epochs, batch_size=64, threads=1)
     settings = SweepSettings(n_att=tuple(int(a) for a in args.n_att.split(",")), seeds=args.seeds)
     t0 = time.perf_counter()
-    run_sweep(store, exp, base, settings, verbose=0)
+    run_sweep(store, exp, base, settings)
     return [build, median(loads), time.perf_counter() - t0]
 
 

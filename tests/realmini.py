@@ -31,5 +31,5 @@ def swept_experiment(store: str, base: Path) -> Path:
         from sertune.trials.sweep import run_sweep
 
         cfg = TrainConfig(epochs=2, hidden_size=8, threads=1, batch_size=16)
-        run_sweep(store, str(exp), cfg, SweepSettings(n_att=(4,), seeds=1, cpus_per_trial=1), verbose=0)
+        run_sweep(store, str(exp), cfg, SweepSettings(n_att=(4,), seeds=1, cpus_per_trial=1))
     return exp

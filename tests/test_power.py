@@ -65,3 +65,30 @@ def test_design_document():
     d = design(a, b)
     assert d["seeds_needed_per_arm"] <= 10 and d["p_superiority"] > 0.8
     assert d["bootstrap_diff_ci"][0] > 0 and d == design(a, b)  # reproducible: a fixed bootstrap seed
+
+
+def test_the_report_carries_the_design_and_per_fold_uars():
+    import json
+
+    import pandas as pd
+
+    from sertune.report import render_report
+
+    a = [0.548, 0.556, 0.551, 0.559, 0.545]
+    b = [0.560, 0.552, 0.567, 0.571, 0.558]
+    folds = {0: [0.5, 0.6, 0.4], 1: [0.52, 0.62, 0.41], 2: [0.49, 0.58, 0.43], 3: [0.5, 0.61, 0.42], 4: [0.51, 0.6, 0.4]}
+    rows = [{"n_att": n, "seed": s, "uar": u, "fold_uar": json.dumps(folds[s])}
+            for n, us in ((1, a), (64, b)) for s, u in enumerate(us)]
+    files = render_report(pd.DataFrame(rows))
+    stats = json.loads(files["stats.json"])
+    want = design(a, b)
+    got = stats["comparisons"][0]["design"]
+    assert got["min_detectable_diff"] == pytest.approx(want["min_detectable_diff"])
+    assert got["seeds_needed_per_arm"] == want["seeds_needed_per_arm"]
+    assert got["bootstrap_diff_ci"] == pytest.approx(want["bootstrap_diff_ci"])
+    assert got["p_superiority"] == pytest.approx(superiority(a, b)) == pytest.approx(0.88)  # 22 of 25 pairs, counted by hand
+    per_fold = np.array([folds[s] for s in range(5)])
+    assert stats["configs"][0]["fold_uar_mean"] == pytest.approx(per_fold.mean(0).tolist())
+    assert stats["configs"][0]["fold_uar_std"] == pytest.approx(per_fold.std(0, ddof=1).tolist())
+    md = files["table.md"].decode()
+    assert "| LSTM-v-64 | " + f"{want['min_detectable_diff']:.4f}" in md

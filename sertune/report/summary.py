@@ -13,6 +13,7 @@ import pandas as pd
 
 from sertune import results
 from sertune.errors import BaselineMissingError, ResultsError
+from sertune.report.power import design
 from sertune.report.stats import NotComputable, hedges_g, holm, welch
 
 BASELINE = 1
@@ -24,6 +25,8 @@ TABLE_COLUMNS = (
 TEST_COLUMNS = ("t", "p", "p_holm", "hedges_g", "diff", "ci_low", "ci_high")
 # Columns of summarize() beyond table.csv: kept out of the CSV, whose columns are fixed.
 EXTRA_COLUMNS = ("welch_df", "best_mean", "best_max", "note")
+# What the design can carry (report/power.py), per comparison: kept out of table.csv too.
+DESIGN_COLUMNS = ("mdd", "seeds_needed", "boot_low", "boot_high", "p_sup", "p_sup_low", "p_sup_high")
 
 
 def model_name(n_att: int) -> str:
@@ -76,6 +79,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
             **{c: math.nan for c in TEST_COLUMNS},
             "welch_df": math.nan,
             "note": "",
+            **{c: math.nan for c in DESIGN_COLUMNS},
         }
         notes = []
         if len(x) < 2:
@@ -95,18 +99,27 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
             else:
                 row.update(t=w.t, p=w.p, welch_df=w.df, hedges_g=g)
                 row.update(diff=w.diff, ci_low=w.ci_low, ci_high=w.ci_high)
+                row.update(_design(base, x))
         elif len(x) < 2:
             notes.append("no test against it is computable")
         row["note"] = "; ".join(notes)
         rows.append(row)
 
-    summary = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *EXTRA_COLUMNS])
+    summary = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *EXTRA_COLUMNS, *DESIGN_COLUMNS])
     tested = summary["p"].notna()
     # The family is the comparisons actually made: a test that could not be run has no p.
     summary.loc[tested, "p_holm"] = holm(summary.loc[tested, "p"].to_numpy())
     summary["best_mean"] = np.isclose(summary["uar_mean"], summary["uar_mean"].max(), rtol=0, atol=1e-12)
     summary["best_max"] = np.isclose(summary["uar_max"], summary["uar_max"].max(), rtol=0, atol=1e-12)
     return summary.reset_index(drop=True)
+
+
+def _design(base: np.ndarray, x: np.ndarray) -> dict:
+    d = design(base, x)
+    needed = d["seeds_needed_per_arm"]
+    return {"mdd": d["min_detectable_diff"], "seeds_needed": math.nan if needed is None else needed,
+            "boot_low": d["bootstrap_diff_ci"][0], "boot_high": d["bootstrap_diff_ci"][1],
+            "p_sup": d["p_superiority"], "p_sup_low": d["p_superiority_ci"][0], "p_sup_high": d["p_superiority_ci"][1]}
 
 
 def report_warnings(summary: pd.DataFrame) -> list[str]:
