@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sertune import fsutil
+from sertune import fsutil, locks
 from sertune.audio.labels import EMOTIONS
 from sertune.errors import ResultsError
 
@@ -138,8 +138,17 @@ def write_results(df: pd.DataFrame, location: str) -> None:
     fsutil.write_bytes_atomic(location, buf.getvalue())
 
 
+APPEND_WAIT_S = 120.0  # an append holds the lock for one read and one write: seconds at most
+
+
 def append_rows(location: str, rows: list[dict]) -> pd.DataFrame:
-    """Add rows, replacing none: a pair already present keeps its first result."""
+    """Add rows, replacing none: a pair already present keeps its first result. Read, modify
+    and write happen under the table's lock, so two writers cannot lose each other's rows."""
+    with locks.hold(location, "the results table", ResultsError, wait_s=APPEND_WAIT_S):
+        return _append_unlocked(location, rows)
+
+
+def _append_unlocked(location: str, rows: list[dict]) -> pd.DataFrame:
     old = read_results(location) if fsutil.exists(location) else empty()
     new = pd.DataFrame([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows])
     keys = set(zip(old["n_att"], old["seed"]))

@@ -6,6 +6,7 @@ poisons every result downstream, while a loud error costs the user one rename.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -52,10 +53,18 @@ def parse_name(path: Path) -> dict:
 
 
 def _audio_files(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    """Every audio file under ``root``, following symbolic links (an Actor_XX folder linked in
+    from elsewhere is a common way to assemble a corpus; ``Path.rglob`` skipped it silently).
+    A link back into a folder already being walked would loop: that is refused."""
+    files, walking = [], set()
+    for folder, _, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walking:
+            raise CorpusError(f"{folder}: folder {real} reached twice through symbolic links (a link loop?)")
+        walking.add(real)
+        files += [Path(folder, n) for n in names
+                  if Path(n).suffix.lower() in AUDIO_SUFFIXES and not n.startswith(".") and Path(folder, n).is_file()]
+    return sorted(files)
 
 
 def _check_folder(path: Path, actor: int) -> None:
@@ -81,6 +90,6 @@ def scan(root: str | Path) -> pd.DataFrame:
         if row["utt_id"] in seen:
             raise CorpusError(f"{path}: duplicate utterance, also at {seen[row['utt_id']]}")
         seen[row["utt_id"]] = path
-        rows.append({**row, "path": str(path.resolve())})
+        rows.append({**row, "path": os.path.abspath(path)})  # not resolved: a linked folder keeps its place
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.sort_values(["actor", "utt_id"], ignore_index=True)

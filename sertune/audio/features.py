@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import librosa
 import numpy as np
 import scipy.fft
@@ -11,20 +13,58 @@ from sertune.config import FeatureConfig
 from sertune.errors import CorpusError
 
 
-def load_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Mono float32 at ``sample_rate``, plus the file's own rate; one-line errors for bad files."""
+# libsndfile's header log, e.g. "data : 32000 (should be 15978)": the header promises more
+# audio than the file holds, and libsndfile quietly reads what is there.
+_SHORT_DATA = re.compile(r"^\s*data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def decode(path: str) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the file's rate; a truncated file is an error, not a
+    shorter clip."""
     try:
-        y, sr = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as f:
+            promised, log = f.frames, f.extra_info
+            y = f.read(dtype="float32", always_2d=True)
+            sr = f.samplerate
     except Exception as e:  # libsndfile reports corrupt/unsupported data as several types
         raise CorpusError(f"{path}: cannot decode audio ({str(e).splitlines()[0]})") from None
+    short = _SHORT_DATA.search(log)
+    if short and int(short.group(2)) < int(short.group(1)):
+        raise CorpusError(f"{path}: truncated (header promises {short.group(1)} bytes of audio, "
+                          f"the file holds {short.group(2)})")
+    if y.shape[0] < promised:
+        raise CorpusError(f"{path}: truncated (header promises {promised} frames, decoded {y.shape[0]})")
     if y.shape[0] == 0:
         raise CorpusError(f"{path}: empty audio (0 samples)")
-    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
     if not np.isfinite(y).all():
         raise CorpusError(f"{path}: audio contains NaN or infinite samples")
+    return y, sr
+
+
+def audio_warning(y: np.ndarray, mono: np.ndarray) -> str | None:
+    """What a researcher must hear about a decoded file: digital silence, or stereo channels
+    that cancel when mixed to mono (one channel phase-inverted)."""
+    if not np.any(y):
+        return "digital silence (every sample is 0)"
+    peak = float(np.abs(y).max())
+    if y.shape[1] > 1 and float(np.abs(mono).max()) <= 1e-3 * peak:
+        return "stereo channels cancel when mixed to mono (one is the other inverted?): the mix is silent"
+    return None
+
+
+def load_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Mono float32 at ``sample_rate``, plus the file's own rate; one-line errors for bad files."""
+    y, sr, _ = _load_audio(path, sample_rate)
+    return y, sr
+
+
+def _load_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int, str | None]:
+    y2, sr = decode(path)
+    y = y2.mean(axis=1) if y2.shape[1] > 1 else y2[:, 0]
+    warning = audio_warning(y2, y)
     if sr != sample_rate:
         y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
-    return np.ascontiguousarray(y, dtype=np.float32), sr
+    return np.ascontiguousarray(y, dtype=np.float32), sr, warning
 
 
 class MfccExtractor:
@@ -48,10 +88,15 @@ class MfccExtractor:
 
     def __call__(self, path: str) -> tuple[np.ndarray, int]:
         """(frames, n_mfcc) float32 MFCC and the file's original sample rate."""
+        mfcc, sr, _ = self.extract(path)
+        return mfcc, sr
+
+    def extract(self, path: str) -> tuple[np.ndarray, int, str | None]:
+        """MFCC, the file's sample rate, and a warning about its content (or None)."""
         c = self.config
-        y, sr = load_audio(path, c.sample_rate)
+        y, sr, warning = _load_audio(path, c.sample_rate)
         if len(y) < c.win_length:
             raise CorpusError(f"{path}: too short ({len(y)} samples, shorter than one {c.win_ms} ms window)")
         mel = self.mel_basis @ self.power_spectrogram(y)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=c.n_mfcc)
-        return np.ascontiguousarray(mfcc.T, dtype=np.float32), sr
+        return np.ascontiguousarray(mfcc.T, dtype=np.float32), sr, warning

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import soundfile
 
-from sertune import __version__, fsutil
+from sertune import __version__, fsutil, locks
 from sertune.audio.corpus import scan
 from sertune.audio.features import MfccExtractor
 from sertune.config import FeatureConfig
@@ -40,12 +40,33 @@ def _versions() -> dict:
     }
 
 
+def _file_hashes(paths) -> list[str]:
+    """SHA-256 of each source file's bytes: reading is cheap next to decoding (the real corpus,
+    52 MB of FLAC, hashes in a fraction of a second), and content, unlike names, sizes or
+    mtimes, cannot change unseen."""
+    out = []
+    for path in paths:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        out.append(h.hexdigest())
+    return out
+
+
 def _corpus_fingerprint(table: pd.DataFrame) -> str:
-    """Names and sizes of the source files: a changed corpus means a different store."""
+    """Names and contents of the source files: a changed corpus means a different store."""
     h = hashlib.sha256()
-    for utt, path in zip(table["utt_id"], table["path"]):
-        h.update(f"{utt}:{os.path.getsize(path)}\n".encode())
+    for utt, digest in zip(table["utt_id"], table["sha256"]):
+        h.update(f"{utt}:{digest}\n".encode())
     return h.hexdigest()
+
+
+def duplicate_groups(table: pd.DataFrame) -> list[list[str]]:
+    """Utterances whose files are byte-identical: under a random split one copy in training and
+    the other in test would be a leak."""
+    groups = table.groupby("sha256")["utt_id"].agg(sorted)
+    return sorted(g for g in groups if len(g) > 1)
 
 
 def _store_hash(features: dict, shards: list[dict]) -> str:
@@ -67,13 +88,16 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
     not an exception, so the driver decides between aborting and skipping; with any error and
     ``skip_bad`` unset it is the driver that will throw the staging store away.
     """
-    good, errors = [], []
+    good, errors, warnings = [], [], []
     for row in rows:
         try:
-            mfcc, sr = _extractor(config)(row["path"])
+            mfcc, sr, warning = _extractor(config).extract(row["path"])
             good.append({**row, "mfcc": mfcc, "source_sample_rate": sr})
         except CorpusError as e:
             errors.append({"utt_id": row["utt_id"], "path": row["path"], "error": e.message})
+            continue
+        if warning:
+            warnings.append({"utt_id": row["utt_id"], "path": row["path"], "warning": warning})
     shard = None
     if good:
         data = _shard_bytes(sorted(good, key=lambda r: r["utt_id"]), root)
@@ -84,7 +108,7 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
         shard = {"file": name, "actor": actor, "n_utterances": len(good),
                  "n_frames": int(sum(len(r["mfcc"]) for r in good)),
                  "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return {"shard": shard, "errors": errors, "n": len(rows)}
+    return {"shard": shard, "errors": errors, "warnings": warnings, "n": len(rows)}
 
 
 def _shard_bytes(rows: list[dict], root: str) -> bytes:
@@ -121,17 +145,20 @@ def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> Bui
     """The build to run, or None when an identical store already exists."""
     table = scan(data)
     config.validate()
+    table["sha256"] = _file_hashes(table["path"])
     plan = BuildPlan(str(data), fsutil.normalize(store), config, table, _corpus_fingerprint(table))
     if not fsutil.exists(plan.store):
         return plan
     if fsutil.is_dir(plan.store) and not _dir_has_entries(plan.store):
         return plan
-    ours = fsutil.exists(fsutil.join(plan.store, MARKER))
+    if not is_sertune_store(plan.store):
+        # Not ours: no flag may replace it, and no message may suggest one.
+        raise StoreError(f"{plan.store}: exists and is not a sertune feature store (no {MARKER}, no sertune "
+                         "manifest.json); refusing to touch it: choose another --store")
     try:
         old = read_manifest(plan.store)
     except StoreError as e:
-        has_manifest = fsutil.exists(fsutil.join(plan.store, MANIFEST))
-        if (ours and not has_manifest) or (force and has_manifest):
+        if force or not fsutil.exists(fsutil.join(plan.store, MANIFEST)):
             return plan  # an interrupted build of ours, or one of another schema the user asked to replace
         raise StoreError(f"{e.message}; refusing to overwrite it") from None
     same = old["features"] == config.to_dict() and old["corpus"]["fingerprint"] == plan.fingerprint
@@ -143,6 +170,20 @@ def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> Bui
         f"{plan.store}: exists with other feature parameters or another corpus; "
         "pass --force to rebuild it or choose another --store"
     )
+
+
+def is_sertune_store(location: str) -> bool:
+    """A folder sertune made: its marker (written first), or a manifest in sertune's format
+    (stores older than the marker). Only such a folder may ever be replaced."""
+    if not fsutil.is_dir(location) and not fsutil.is_uri(location):
+        return False
+    if fsutil.exists(fsutil.join(location, MARKER)):
+        return True
+    try:
+        manifest = json.loads(fsutil.read_bytes(fsutil.join(location, MANIFEST)))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def _dir_has_entries(location: str) -> bool:
@@ -157,6 +198,8 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
     they finish; ``progress(n)`` is told how many utterances each result covered.
     """
     local = not fsutil.is_uri(plan.store)
+    if local:
+        clean_stale_staging(plan.store)
     staging = f"{plan.store}.partial-{uuid.uuid4().hex[:8]}" if local else plan.store
     fs, staging_path = fsutil.resolve(staging)
     try:
@@ -164,14 +207,15 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
             fs.delete_file(fsutil.join(staging_path, MANIFEST))  # no longer complete from here on
         fs.create_dir(f"{staging_path}/shards", recursive=True)
         with fs.open_output_stream(f"{staging_path}/{MARKER}") as f:
-            f.write(b"sertune feature store\n")
+            f.write(json.dumps({"sertune feature store": True, **locks.holder_info()}).encode())
         tasks = [(int(actor), rows.to_dict("records"), plan.config, staging, plan.data)
-                 for actor, rows in plan.table.groupby("actor")]
-        shards, skipped = [], []
+                 for actor, rows in plan.table.drop(columns="sha256").groupby("actor")]
+        shards, skipped, warnings = [], [], []
         for result in run_tasks(tasks):
             if result["errors"] and not skip_bad:
                 raise CorpusError(result["errors"][0]["error"])
             skipped += result["errors"]
+            warnings += result["warnings"]
             if result["shard"]:
                 shards.append(result["shard"])
             if progress:
@@ -179,7 +223,8 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
         if not shards:
             raise CorpusError(f"{plan.data}: no utterance could be read")
         _check_visible(fs, staging_path, shards)
-        manifest = _manifest(plan, sorted(shards, key=lambda s: s["actor"]), skipped)
+        manifest = _manifest(plan, sorted(shards, key=lambda s: s["actor"]), skipped,
+                             sorted(warnings, key=lambda w: w["utt_id"]))
         with fs.open_output_stream(f"{staging_path}/{MANIFEST}") as f:
             f.write(json.dumps(manifest, indent=2).encode())
         if local:
@@ -189,6 +234,30 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
         if local:
             fsutil.delete_dir(staging)
         raise
+
+
+def clean_stale_staging(store: str) -> list[str]:
+    """Remove ``STORE.partial-*`` / ``STORE.old-*`` folders left by a build that was killed
+    (SIGKILL, power loss): only those whose marker names a process of this host that is dead.
+    Another host's or a live process's staging folder is never touched."""
+    parent, name = os.path.split(store)
+    removed = []
+    if not os.path.isdir(parent):
+        return removed
+    for entry in os.scandir(parent):
+        if not (entry.name.startswith(f"{name}.partial-") or entry.name.startswith(f"{name}.old-")):
+            continue
+        try:
+            with open(os.path.join(entry.path, MARKER)) as f:
+                holder = json.load(f)
+        except (OSError, ValueError):
+            continue  # no marker of ours with a holder: not provably ours and stale
+        if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+            continue
+        if not locks.pid_alive(holder.get("host"), holder["pid"]):
+            fsutil.delete_dir(entry.path)
+            removed.append(entry.path)
+    return removed
 
 
 def _check_visible(fs, staging_path: str, shards: list[dict]) -> None:
@@ -211,7 +280,7 @@ def _swap_into_place(staging: str, store: str) -> None:
         fsutil.delete_dir(old)
 
 
-def _manifest(plan: BuildPlan, shards: list[dict], skipped: list[dict]) -> dict:
+def _manifest(plan: BuildPlan, shards: list[dict], skipped: list[dict], warnings: list[dict]) -> dict:
     kept = plan.table[~plan.table["utt_id"].isin({s["utt_id"] for s in skipped})]
     features = plan.config.to_dict()
     return {
@@ -228,6 +297,8 @@ def _manifest(plan: BuildPlan, shards: list[dict], skipped: list[dict]) -> dict:
             "n_actors": int(kept["actor"].nunique()),
             "per_emotion": {k: int(v) for k, v in kept.groupby("emotion").size().items()},
             "per_gender": {k: int(v) for k, v in kept.groupby("gender").size().items()},
+            "duplicates": duplicate_groups(kept),  # byte-identical files; a random split keeps each group together
+            "warnings": warnings,  # digital silence, stereo that cancels when mixed to mono
         },
         "shards": shards,
         "skipped": skipped,

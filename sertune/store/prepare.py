@@ -5,8 +5,9 @@ from __future__ import annotations
 import ray
 from tqdm import tqdm
 
-from sertune import fsutil, preflight, ray_runtime
+from sertune import fsutil, locks, preflight, ray_runtime
 from sertune.config import FeatureConfig
+from sertune.errors import StoreError
 from sertune.store.build import build_store, extract_shard, plan_build
 
 
@@ -33,19 +34,30 @@ def ray_task_runner():
 def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, skip_bad: bool = False,
             address: str | None = None, progress: bool = True, num_cpus: int | None = None,
             num_gpus: float | None = None) -> tuple[dict | None, str]:
-    """Build the store; returns (manifest or None if it was already up to date, message)."""
-    plan = plan_build(data, store, config, force)
-    if plan is None:
-        return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
-    preflight.check_writable(plan.store, "--store")  # before Ray starts, not at the first shard
-    with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
-        total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
-    ) as bar:
-        with fsutil.storage_errors(plan.store):  # the driver's writes and the tasks' (their errors come back here)
-            manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)
+    """Build the store; returns (manifest or None if it was already up to date, message).
+    One `prepare` per store at a time: a second one is refused (exit 4) naming the first."""
+    with locks.hold(store, "a `sertune prepare` of this store", StoreError):
+        plan = plan_build(data, store, config, force)
+        if plan is None:
+            return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
+        preflight.check_writable(plan.store, "--store")  # before Ray starts, not at the first shard
+        with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
+            total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
+        ) as bar:
+            with fsutil.storage_errors(plan.store):  # the driver's writes and the tasks' (their errors come back here)
+                manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)
+    return manifest, summary(plan.store, manifest)
+
+
+def summary(store: str, manifest: dict) -> str:
+    """What `prepare` prints: counts, then one warning line per thing a researcher must know."""
     c = manifest["corpus"]
-    msg = (f"{plan.store}: {c['n_utterances']} utterances of {c['n_actors']} actors in "
+    msg = (f"{store}: {c['n_utterances']} utterances of {c['n_actors']} actors in "
            f"{len(manifest['shards'])} shards (store {manifest['store_hash']})")
     if manifest["skipped"]:
         msg += f"; skipped {len(manifest['skipped'])} bad file(s), listed in manifest.json"
-    return manifest, msg
+    for group in c["duplicates"]:
+        msg += f"\nWarning: byte-identical audio under {len(group)} names: {', '.join(group)} (kept together by --split random)"
+    for w in c["warnings"]:
+        msg += f"\nWarning: {w['path']}: {w['warning']}"
+    return msg

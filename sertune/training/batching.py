@@ -1,39 +1,70 @@
-"""Normalised, length-bucketed batches from pre-padded tensors (no per-batch Python padding)."""
+"""Normalised, length-bucketed batches from packed frames: each batch is padded to its own
+longest utterance, so memory follows the data, not the corpus's longest item."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from sertune.store.load import FeatureSet
+from sertune.store.load import FeatureSet, pad
 
 
-def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str, stats=None) -> torch.Tensor:
-    """Normalised copy of the padded features; padding stays zero.
+@dataclass
+class Sequences:
+    """Utterances packed back to back, (frames, D), on any device; ``batch`` pads on the fly."""
+
+    frames: torch.Tensor
+    offsets: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """As the padded (N, T_max, D) tensor would be; nothing of that size exists."""
+        return len(self.lengths), int(self.lengths.max()), self.frames.shape[1]
+
+    def to(self, device) -> Sequences:
+        return Sequences(self.frames.to(device), self.offsets.to(device), self.lengths.to(device))
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        return pad(self.frames, self.offsets, self.lengths, idx)
+
+    def padded(self) -> torch.Tensor:
+        """Everything padded to the longest: for inspection and tests only."""
+        return self.batch(torch.arange(len(self.lengths), device=self.frames.device))
+
+
+def _utterance_of_frame(lengths: torch.Tensor) -> torch.Tensor:
+    return torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+
+
+def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str, stats=None) -> Sequences:
+    """Normalised copy of the features, packed.
 
     ``global`` uses mean/std per coefficient over the training utterances' frames only, so no
     statistic ever comes from validation or test speakers. ``utterance`` is per-utterance CMVN.
     """
-    x, lengths = fs.features, fs.lengths
-    mask = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)  # (N, T, 1)
+    x, lengths = fs.frames, fs.lengths
     if mode == "utterance":
-        n = lengths.clamp(min=1)[:, None, None].double()
-        s1, s2 = x.sum(1, keepdim=True, dtype=torch.float64), x.square().sum(1, keepdim=True, dtype=torch.float64)
+        utt = _utterance_of_frame(lengths)
+        n = lengths.clamp(min=1)[:, None].double()
+        s1 = torch.zeros(len(lengths), x.shape[1], dtype=torch.float64).index_add_(0, utt, x.double())
+        s2 = torch.zeros(len(lengths), x.shape[1], dtype=torch.float64).index_add_(0, utt, x.double().square())
         mean = s1 / n
         std = (s2 / n - mean.square()).clamp(min=0).sqrt()
-        mean, std = mean.float(), std.float()
+        mean, std = mean.float()[utt], std.float()[utt]
     else:
         mean, std = stats if stats is not None else train_statistics(fs, train_idx)
-    return (x - mean).div_(std.clamp(min=1e-5)).mul_(mask)
+    return Sequences((x - mean).div_(std.clamp(min=1e-5)), fs.offsets, lengths)
 
 
 def train_statistics(fs: FeatureSet, train_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-coefficient mean and std over the real frames of the training utterances.
-
-    Padding is zero, so sums over padded rows are sums over real frames: no masked gather.
-    """
-    x = fs.features[train_idx]
-    n = float(fs.lengths[train_idx].sum())
-    s1, s2 = x.sum((0, 1), dtype=torch.float64), x.square().sum((0, 1), dtype=torch.float64)
+    """Per-coefficient mean and std over the real frames of the training utterances."""
+    in_train = torch.zeros(len(fs), dtype=torch.bool)
+    in_train[train_idx] = True
+    x = fs.frames[in_train[_utterance_of_frame(fs.lengths)]]
+    n = float(len(x))
+    s1, s2 = x.sum(0, dtype=torch.float64), x.square().sum(0, dtype=torch.float64)
     mean = s1 / n
     var = (s2 - n * mean.square()) / (n - 1)
     return mean.float(), var.clamp(min=0).sqrt().float()
@@ -63,12 +94,28 @@ class BucketBatches:
         return -(-len(self.idx) // self.batch_size)
 
 
-def sorted_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
-    """Deterministic batches for evaluation."""
-    return list(idx[torch.argsort(lengths[idx], stable=True)].split(batch_size))
+EVAL_FRAMES = 256 * 1000  # frames per evaluation batch at most: a long utterance gets a smaller batch
 
 
-def gather(features: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor):
-    """A batch trimmed to its own longest utterance."""
+def sorted_batches(idx: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256,
+                   max_frames: int = EVAL_FRAMES) -> list[torch.Tensor]:
+    """Deterministic batches for evaluation, by length; a batch is cut short where its padded
+    size would pass ``max_frames`` (RAVDESS, at most 540 frames, never is)."""
+    order = idx[torch.argsort(lengths[idx], stable=True)]
+    sizes = lengths[order].tolist()
+    batches, start = [], 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        while end - start > 1 and (end - start) * sizes[end - 1] > max_frames:
+            end -= 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def gather(features: Sequences | torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, batch: torch.Tensor):
+    """A batch padded to its own longest utterance."""
+    if isinstance(features, Sequences):
+        return features.batch(batch), lengths[batch], labels[batch]
     t = int(lengths[batch].max())
     return features[batch, :t], lengths[batch], labels[batch]

@@ -77,16 +77,20 @@ def speaker_folds(meta: pd.DataFrame, k: int) -> list[Split]:
 
 
 def random_split(meta: pd.DataFrame, seed: int = 0, val: float = 0.15, test: float = 0.15) -> Split:
-    """Utterances stratified by emotion; speakers are shared between the parts."""
+    """Utterances stratified by emotion; speakers are shared between the parts. Byte-identical
+    utterances (``dup_group``, from the store's manifest) all go where the first of them went:
+    one copy in training and another in test would be a leak."""
     rng = np.random.default_rng(seed)
-    parts = {"train": [], "val": [], "test": []}
+    part = pd.Series("", index=meta.index)
     for _, group in meta.groupby("label"):
         idx = rng.permutation(group.index.to_numpy())
         n_test, n_val = round(len(idx) * test), round(len(idx) * val)
-        parts["test"] += idx[:n_test].tolist()
-        parts["val"] += idx[n_test : n_test + n_val].tolist()
-        parts["train"] += idx[n_test + n_val :].tolist()
-    return Split("random", *(np.sort(np.array(parts[p], dtype=np.int64)) for p in ("train", "val", "test")))
+        part.loc[idx[:n_test]] = "test"
+        part.loc[idx[n_test : n_test + n_val]] = "val"
+        part.loc[idx[n_test + n_val :]] = "train"
+    if "dup_group" in meta:  # each group where its first member (in store order) was dealt
+        part = meta["dup_group"].map(part.groupby(meta["dup_group"]).first())
+    return Split("random", *(np.flatnonzero((part == p).to_numpy()) for p in ("train", "val", "test")))
 
 
 def fixed_actor_folds(meta: pd.DataFrame, spec: str) -> list[Split]:

@@ -12,7 +12,7 @@ import json
 
 from ray import tune
 
-from sertune import fsutil, paths, results
+from sertune import fsutil, locks, paths, results
 from sertune.config import TrainConfig
 from sertune.errors import TrialError
 from sertune.experiment import SweepSettings, differences
@@ -45,6 +45,12 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
               watch: tracking.Watch = tracking.Watch()) -> tuple[int, str]:
     """Run every missing (n_att, seed) pair; returns (how many ran, results location)."""
     location = results_path or paths.sweep_results(exp)
+    with locks.hold(f"{location}.sweep", "a sweep writing this results table", TrialError):
+        return _run_sweep(store, exp, base, s, location, watch)
+
+
+def _run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, location: str,
+               watch: tracking.Watch) -> tuple[int, str]:
     store_hash = read_manifest(store)["store_hash"]
     check_same_experiment(location, store_hash, base)
     todo = pending_pairs(location, s)
