@@ -219,3 +219,16 @@ def test_a_recipe_runs_the_whole_study(synth_corpus, tmp_path, ray_local):
     refused = CliRunner().invoke(cli, ["recipe", str(recipe), "--data", str(synth_corpus), "--workdir", str(work),
                                        "--no-tune", "--num-samples", "3"])
     assert refused.exit_code == 2 and "--num-samples is for the tune stage" in refused.output
+
+
+def test_random_k_fold_keeps_duplicates_in_one_part():
+    import pandas as pd
+
+    n = 400
+    meta = pd.DataFrame({"utt_id": [f"u{i}" for i in range(n)], "label": np.arange(n) % 8})
+    meta["dup_group"] = [f"u{i - 8}" if i % 16 >= 8 else f"u{i}" for i in range(n)]  # pairs of one label
+    for seed in range(3):
+        part = pd.Series(-1, index=meta.index)
+        for i, s in enumerate(make_splits(meta, "random", folds=5, split_seed=seed)):
+            part[s.test] = i
+        assert (part >= 0).all() and (part.groupby(meta.dup_group).nunique() == 1).all()

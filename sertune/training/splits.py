@@ -104,7 +104,8 @@ def fixed_actor_folds(meta: pd.DataFrame, spec: str) -> list[Split]:
 
 def random_folds(meta: pd.DataFrame, k: int, seed: int = 0) -> list[Split]:
     """Stratified utterance K-fold: each emotion's utterances dealt round-robin into K parts after
-    a shuffle; fold i tests part i, validates part i+1, trains on the rest. Speakers are shared."""
+    a shuffle; fold i tests part i, validates part i+1, trains on the rest. Speakers are shared;
+    byte-identical utterances stay in one part, as in `random_split`."""
     if k < 3:
         raise ConfigError("--folds needs K >= 3 (train, validation and test parts)")
     rng = np.random.default_rng(seed)
@@ -112,6 +113,9 @@ def random_folds(meta: pd.DataFrame, k: int, seed: int = 0) -> list[Split]:
     for _, group in meta.groupby("label"):
         idx = rng.permutation(group.index.to_numpy())
         part[idx] = (np.arange(len(idx)) + rng.integers(k)) % k  # random offset: no part always gets the remainder
+    if "dup_group" in meta:  # byte-identical utterances share the part of their group's first member
+        by_group = pd.Series(part, index=meta.index).groupby(meta["dup_group"]).first()
+        part = meta["dup_group"].map(by_group).to_numpy()
     out = []
     for i in range(k):
         test, val = np.flatnonzero(part == i), np.flatnonzero(part == (i + 1) % k)
