@@ -49,8 +49,6 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow):
     files = render_report(df, list(kde), source, summary=summary)
     write_report(files, out)
     click.echo(markdown_table(summary), nl=False)
-    if "per_class.md" in files:
-        click.echo("\n" + files["per_class.md"].decode(), nl=False)
     for w in report_warnings(summary):
         click.echo(f"Warning: {w}", err=True)
     for note in class_notes(files):
