@@ -50,12 +50,14 @@ def plain_loop(fs, split, cfg: TrainConfig, device: torch.device) -> dict:
     mean, std = train_statistics(fs, torch.as_tensor(split.train))  # not timed; same numbers as sertune
     std = std.clamp(min=1e-5)
 
+    padded = fs.features  # built once: the store keeps utterances packed
+
     def items(idx):  # per-utterance arrays, unpadded, normalised
-        return [((fs.features[i, : fs.lengths[i]] - mean) / std, int(fs.labels[i])) for i in idx]
+        return [((padded[i, : fs.lengths[i]] - mean) / std, int(fs.labels[i])) for i in idx]
 
     train_set, val_set, test_set = items(split.train), items(split.val), items(split.test)
     torch.manual_seed(cfg.seed)  # before the model, as in sertune: the same initial weights
-    model = AttentionLSTM(fs.features.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout,
+    model = AttentionLSTM(fs.frames.shape[1], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout,
                           N_CLASSES).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=max(1, cfg.epochs // cfg.cycles))
@@ -119,8 +121,8 @@ def warm_up(fs, cfg: TrainConfig, device: str) -> None:
     would otherwise land on whichever loop happens to run first."""
     if cfg.threads:  # 0 keeps torch's default, as in TrainConfig
         torch.set_num_threads(cfg.threads)
-    model = AttentionLSTM(fs.features.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att).to(device)
-    x = fs.features[: cfg.batch_size].to(device)
+    model = AttentionLSTM(fs.frames.shape[1], cfg.hidden_size, cfg.num_layers, cfg.n_att).to(device)
+    x = fs.subset(torch.arange(cfg.batch_size)).features.to(device)
     model(x, fs.lengths[: cfg.batch_size].to(device))[0].sum().backward()
 
 

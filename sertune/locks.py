@@ -112,9 +112,11 @@ class _LeaseLock:
         self.renewer: threading.Thread | None = None
 
     def holder(self) -> dict | None:
+        if not fsutil.exists(self.uri):  # no lease; a storage failure raises its own one line
+            return None
         try:
             return json.loads(fsutil.read_bytes(self.uri))
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # half-written or gone meanwhile: nobody holds it
             return None
 
     def _write(self) -> None:

@@ -109,13 +109,15 @@ def read_table(location: str) -> pd.DataFrame:
 LATER_COLUMNS = {"fold_uar": "[]"}
 
 
+def with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A table or rows from before a column existed, with what that column means for them."""
+    missing = {col: value for col, value in LATER_COLUMNS.items() if col not in df.columns}
+    return df.assign(**missing) if missing else df
+
+
 def read_results(location: str) -> pd.DataFrame:
     """A full sweep results table, schema-checked."""
-    df = read_table(location)
-    for col, value in LATER_COLUMNS.items():
-        if col not in df.columns:
-            df[col] = value
-    return validate(df, RESULT_COLUMNS, str(location))
+    return validate(with_later_columns(read_table(location)), RESULT_COLUMNS, str(location))
 
 
 def read_uar_table(location: str) -> pd.DataFrame:
@@ -129,7 +131,7 @@ def to_table(df: pd.DataFrame) -> pa.Table:
 
 
 def write_results(df: pd.DataFrame, location: str) -> None:
-    df = validate(df, RESULT_COLUMNS, str(location))
+    df = validate(with_later_columns(df), RESULT_COLUMNS, str(location))
     buf = io.BytesIO()
     if str(location).lower().endswith(".csv"):
         df.sort_values(list(KEY))[list(RESULT_COLUMNS)].to_csv(buf, index=False)
@@ -150,7 +152,7 @@ def append_rows(location: str, rows: list[dict]) -> pd.DataFrame:
 
 def _append_unlocked(location: str, rows: list[dict]) -> pd.DataFrame:
     old = read_results(location) if fsutil.exists(location) else empty()
-    new = pd.DataFrame([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows])
+    new = pd.DataFrame([{c: r.get(c, LATER_COLUMNS.get(c)) for c in RESULT_COLUMNS} for r in rows])
     keys = set(zip(old["n_att"], old["seed"]))
     new = new[[(a, s) not in keys for a, s in zip(new["n_att"], new["seed"])]]
     new = new.drop_duplicates(list(KEY))

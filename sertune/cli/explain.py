@@ -24,8 +24,8 @@ def explain(model, store, n_att, seeds, fold, utts, out_dir, audio):
     from sertune.errors import ConfigError, CorpusError, StoreError
     from sertune.insight import explain as ex
     from sertune.insight.models import check_store, resolve_models
-    from sertune.insight.predict import audio_files, featurise, padded
-    from sertune.store.load import FeatureSet, load_store
+    from sertune.insight.predict import audio_files, featurise, unlabelled
+    from sertune.store.load import load_store
 
     models = resolve_models(model, n_att, seeds)
     names = sorted({m.name.rsplit("/fold=", 1)[0] for m in models})
@@ -55,9 +55,7 @@ def explain(model, store, n_att, seeds, fold, utts, out_dir, audio):
             raise StoreError(f"{location}: no utterance {missing[0]!r} in this store")
 
         def subset(ids):
-            idx = torch.tensor([index[u] for u in ids], dtype=torch.int64)
-            return FeatureSet(fs.features[idx], fs.lengths[idx], fs.labels[idx], fs.actors[idx],
-                              fs.meta.iloc[idx.tolist()].reset_index(drop=True), fs.manifest)
+            return fs.subset(torch.tensor([index[u] for u in ids], dtype=torch.int64))
 
         if utts:
             sub = subset(list(utts))
@@ -74,7 +72,7 @@ def explain(model, store, n_att, seeds, fold, utts, out_dir, audio):
     else:
         click.echo("Note: no readable store: the test-set figure needs one (--store)", err=True)
     if files:
-        sub = padded(mfccs)
+        sub = unlabelled(mfccs)
         selected += ex.attention(m, sub, files, [None] * len(files))
     for u in selected:
         name = "attention_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in u.name.rsplit("/", 1)[-1]) + ".png"

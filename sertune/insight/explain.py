@@ -33,9 +33,9 @@ class UtteranceAttention:
 @torch.no_grad()
 def attention(model: FoldModel, fs: FeatureSet, names: list[str], labels: list[int | None]) -> list[UtteranceAttention]:
     logits, alpha, winner = model.net.attention_map(model_input(model, fs), fs.lengths)
-    out = []
+    out, raw = [], fs.features  # padded once, not per utterance
     for i, n in enumerate(fs.lengths.tolist()):
-        out.append(UtteranceAttention(names[i], labels[i], int(logits[i].argmax()), fs.features[i, :n].numpy(),
+        out.append(UtteranceAttention(names[i], labels[i], int(logits[i].argmax()), raw[i, :n].numpy(),
                                       alpha[i, :n].numpy(), winner[i, :n].numpy()))
     return out
 

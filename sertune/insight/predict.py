@@ -55,19 +55,16 @@ def featurise(paths: list[str], extractor: MfccExtractor) -> tuple[list[str], li
     return ok, mfccs, errors
 
 
-def padded(mfccs: list[np.ndarray]) -> FeatureSet:
-    """Raw MFCC as the store's loader pads them (zeros after each utterance's end)."""
-    lengths = torch.tensor([len(m) for m in mfccs], dtype=torch.int64)
-    x = torch.zeros(len(mfccs), int(lengths.max()), mfccs[0].shape[1])
-    for i, m in enumerate(mfccs):
-        x[i, : len(m)] = torch.from_numpy(m)
+def unlabelled(mfccs: list[np.ndarray]) -> FeatureSet:
+    """Raw MFCC of files, as the store's loader holds them (packed, unlabelled)."""
     zeros = torch.zeros(len(mfccs), dtype=torch.int64)
-    return FeatureSet(features=x, lengths=lengths, labels=zeros, actors=zeros, meta=pd.DataFrame(), manifest={})
+    return FeatureSet.of([torch.from_numpy(m) for m in mfccs], zeros, zeros, pd.DataFrame(), {})
 
 
 def model_input(model: FoldModel, fs: FeatureSet) -> torch.Tensor:
-    """The fold's normalisation: global statistics of its training speakers, or per-utterance CMVN."""
-    return normalize(fs, torch.arange(0), model.config.norm, model.norm_stats)
+    """The fold's normalisation (global statistics of its training speakers, or per-utterance
+    CMVN), padded: the model's (N, T_max, D) input."""
+    return normalize(fs, torch.arange(0), model.config.norm, model.norm_stats).padded()
 
 
 @torch.no_grad()
@@ -96,6 +93,6 @@ def predict(models: list[FoldModel], args: list[str]) -> Predictions:
     errors += bad
     if not files:
         return Predictions([], np.zeros((0, len(EMOTIONS))), errors)
-    fs = padded(mfccs)
+    fs = unlabelled(mfccs)
     probs = torch.stack([torch.softmax(logits(m, fs), dim=1) for m in models]).mean(0)
     return Predictions(files, probs.numpy(), errors)

@@ -76,6 +76,20 @@ class FeatureSet:
     def offsets(self) -> torch.Tensor:
         return torch.cumsum(self.lengths, 0) - self.lengths
 
+    @classmethod
+    def of(cls, utterances: list[torch.Tensor], labels: torch.Tensor, actors: torch.Tensor, meta: pd.DataFrame,
+           manifest: dict) -> "FeatureSet":
+        """Packed from one (T_i, D) tensor per utterance (e.g. files featurised for prediction)."""
+        lengths = torch.tensor([len(u) for u in utterances], dtype=torch.int64)
+        return cls(torch.cat(utterances), lengths, labels, actors, meta, manifest)
+
+    def subset(self, idx: torch.Tensor) -> "FeatureSet":
+        """Utterances ``idx``, in that order, packed anew."""
+        offsets = self.offsets
+        parts = [self.frames[offsets[i] : offsets[i] + self.lengths[i]] for i in idx.tolist()]
+        return FeatureSet.of(parts, self.labels[idx], self.actors[idx],
+                             self.meta.iloc[idx.tolist()].reset_index(drop=True), self.manifest)
+
     @property
     def features(self) -> torch.Tensor:
         """(N, T_max, D) zero-padded copy, built on each call: for inspection and small sets;
