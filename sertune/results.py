@@ -168,28 +168,17 @@ def done_pairs(location: str) -> set[tuple[int, int]]:
     return set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
 
 
-def result_row(cfg, r, store_hash: str, code_version: str) -> dict:
+def result_row(cfg, r, store_hash: str, code_version: str, node_ip: str = "local") -> dict:
     """The results row of one finished run (``cfg``: TrainConfig, ``r``: TrainResult); the same
-    for a sweep trial and for `sertune train`."""
+    for a sweep trial (``node_ip``: its Ray node) and for `sertune train` (no Ray: "local")."""
     row = {
         "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "fold_uar": json.dumps(r.fold_uars), "val_uar": r.val_uar,
         "best_epoch": r.best_epoch, "epochs": r.epochs,
         "confusion": json.dumps(r.confusion),
         "config": cfg.to_json(), "protocol": json.dumps(r.protocol, sort_keys=True),
         "store_hash": store_hash, "code_version": code_version,
-        "node": socket.gethostname() + "/" + _node_ip(), "wall_time_s": r.wall_time_s,
+        "node": socket.gethostname() + "/" + node_ip, "wall_time_s": r.wall_time_s,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     row.update(dict(zip(RECALL_COLUMNS, r.recall)))
     return row
-
-
-def _node_ip() -> str:
-    """The Ray node's address inside a trial; "local" outside Ray (no Ray import for that)."""
-    import sys
-
-    if "ray" not in sys.modules:
-        return "local"
-    import ray
-
-    return ray.util.get_node_ip_address() if ray.is_initialized() else "local"

@@ -29,7 +29,10 @@ import pytest
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 # Variables that would point sertune or Ray at something other than what a test sets up.
 RAY_VARS = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
-            "RAY_TMPDIR")
+            "RAY_TMPDIR",
+            # what sertune's private local Ray sets while it runs (ray_runtime.local_env): a `ray start`
+            # cluster of a test must not inherit the session Ray's loopback-only settings
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT")
 
 
 # ------------------------------------------------------------------ processes

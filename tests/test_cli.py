@@ -16,7 +16,8 @@ from sertune.cli import cli, main
 from sertune.store.load import load_store
 from sertune.store.schema import MARKER
 
-FILES = {"table.md", "table.tex", "table.csv", "stats.json", "uar_kde.png", "uar_vs_natt.png"}
+FILES = {"table.md", "table.tex", "table.csv", "stats.json", "uar_kde.png", "uar_vs_natt.png",
+         "per_class.md", "per_class.tex", "per_class.csv", "confusion.png"}
 
 
 def run(*args):
@@ -67,10 +68,10 @@ def test_results_of_another_store_exit_7(csv_sweep, tmp_path):
     assert other.read_bytes() == before
 
 
-def test_ray_error_exits_8(synth_corpus, tmp_path, ray_local, monkeypatch, capsys):
-    """A Ray task that fails outside sertune's own checks: a folder sits where a shard is to be
-    written (an object-store build in place, resumed after an interruption). The RayTaskError
-    reaches `sertune.cli.main`, which prints one line and exits 8."""
+def test_storage_failure_inside_a_ray_task_is_one_line_exit_9(synth_corpus, tmp_path, ray_local, monkeypatch, capsys):
+    """A Ray task's storage failure: a folder sits where a shard is to be written (an object-store
+    build in place, resumed after an interruption). The task's error reaches `sertune.cli.main` as a
+    storage error naming the store: one line, exit 9, nothing that looks complete."""
     data = tmp_path / "data"
     shutil.copytree(synth_corpus / "Actor_01", data / "Actor_01")
     store = tmp_path / "store"
@@ -79,12 +80,38 @@ def test_ray_error_exits_8(synth_corpus, tmp_path, ray_local, monkeypatch, capsy
     monkeypatch.setattr(sys, "argv", ["sertune", "prepare", "--data", str(data), "--store", f"file://{store}"])
     with pytest.raises(SystemExit) as done:
         main()
-    assert done.value.code == 8
+    assert done.value.code == 9
     err = capsys.readouterr().err.strip().splitlines()  # tqdm's progress lines, then the error
     errors = [line for line in err if line.startswith("Error: ")]
     assert errors == err[-1:] and "Traceback" not in "".join(err), err
-    assert errors[0].startswith("Error: RayTaskError(IsADirectoryError): ") and "actor_01.parquet" in errors[0]
+    assert errors[0].startswith(f"Error: file://{store}") and "actor_01.parquet" in errors[0], errors
     assert not (store / "manifest.json").exists()  # nothing looks complete
+
+
+def test_ray_error_exits_8(ray_local, monkeypatch, capsys):
+    """A Ray error outside sertune's own checks (here: a real task raising in a worker) reaches
+    `sertune.cli.main`, which prints one line and exits 8."""
+    import click
+    import ray
+
+    import sertune.cli as cli_module
+
+    @ray.remote
+    def broken():
+        raise ValueError("not a sertune error")
+
+    @click.command("broken")
+    def command():
+        ray.get(broken.remote())
+
+    group = click.Group(commands={"broken": command})
+    monkeypatch.setattr(cli_module, "cli", group)
+    monkeypatch.setattr(sys, "argv", ["sertune", "broken"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 8
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("Error: RayTaskError(ValueError): ") and "not a sertune error" in err[0], err
 
 
 @pytest.mark.slow  # every stage, 9 trials: about a minute on 2 idle cores

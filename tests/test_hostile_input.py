@@ -112,7 +112,7 @@ def test_nan_features_stop_the_run_naming_the_epoch(synth_store):
     from sertune.training.loop import train
 
     fs = load_store(synth_store)
-    fs.features[3, 5, 0] = math.nan  # one bad frame poisons the training statistics
+    fs.frames[int(fs.offsets[3]) + 5, 0] = math.nan  # one bad frame poisons the training statistics
     with pytest.raises(TrialError, match=r"epoch 1: the training loss is nan .*bad features"):
         train(TrainConfig(epochs=2), fs)
 

@@ -26,7 +26,7 @@ TUNE_LINES = [
             r"batch_size=(16|32) cycles=1 dropout=\S+ lr=\S+ weight_decay=\S+; best so far 0\.\d{4}",
     r"tune finished in \d+:\d\d: 4/4 done \(\d stopped early\), 0 running, 0 pending, 0 failed; best validation UAR 0\.\d{4}",
     r"best validation UAR 0\.\d{4} with lr=\S+, batch_size=\d+, dropout=\S+, weight_decay=\S+, cycles=1",
-    r"hyperparameter importances (\(over \d full-budget trials\): .*|: \d full-budget trial\(s\): too few for importances)",
+    r"hyperparameter importances( \(over \d+ full-budget trials\): .*|: \d+ full-budget trial\(s\): too few for importances)",
     r"-> .*/tune/best_config\.json  \(all trials: .*/tune/trials\.parquet\)",
     r"Optuna study 'exp': optuna-dashboard sqlite:////.*/exp/tune/optuna\.db",
 ]

@@ -36,11 +36,11 @@ def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, s
             num_gpus: float | None = None) -> tuple[dict | None, str]:
     """Build the store; returns (manifest or None if it was already up to date, message).
     One `prepare` per store at a time: a second one is refused (exit 4) naming the first."""
+    preflight.check_writable(fsutil.normalize(store), "--store")  # before the lock, Ray and the first shard
     with locks.hold(store, "a `sertune prepare` of this store", StoreError):
         plan = plan_build(data, store, config, force)
         if plan is None:
             return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
-        preflight.check_writable(plan.store, "--store")  # before Ray starts, not at the first shard
         with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
             total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
         ) as bar:
