@@ -58,7 +58,7 @@ def fit(tuner: tune.Tuner, callbacks=(), verbose: bool = False):
     # The new reporter draws tables and error boxes even at verbose=0; the old one is silent at 0.
     with _environ("RAY_AIR_NEW_OUTPUT", None if verbose else "0"):
         grid = tuner.fit()
-    prune_checkpoints(grid.experiment_path)
+    prune_checkpoints(grid)
     return grid
 
 
@@ -76,14 +76,16 @@ def _environ(name: str, value: str | None):
             os.environ[name] = old
 
 
-def prune_checkpoints(experiment_path: str) -> None:
+def prune_checkpoints(grid) -> None:
     """Keep only the newest checkpoint of each trial the saved experiment calls TERMINATED (a
     restore never loads those). Unfinished or failed trials keep every checkpoint: after an
     interrupt a trial may have written a checkpoint the snapshot does not know, and the one it
     does know is what a restore loads. Local experiments only; on object stores all stay."""
-    if fsutil.is_uri(experiment_path):
+    import pyarrow.fs as pafs
+
+    if not isinstance(grid.filesystem, pafs.LocalFileSystem):  # experiment_path has no scheme there
         return
-    for trial in tune.ExperimentAnalysis(experiment_path).trials:
+    for trial in tune.ExperimentAnalysis(grid.experiment_path).trials:
         if trial.status == "TERMINATED":
             for old in sorted(glob.glob(os.path.join(trial.path, "checkpoint_*")))[:-1]:
                 shutil.rmtree(old, ignore_errors=True)
