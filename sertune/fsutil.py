@@ -51,6 +51,13 @@ def join(location: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts]) + query
 
 
+def with_suffix(location: str, suffix: str) -> str:
+    """``location`` + ``suffix`` on the path (``x.parquet`` -> ``x.parquet.lock``), the URI's query kept
+    at the end."""
+    base, query = split_query(location)
+    return base.rstrip("/") + suffix + query
+
+
 def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     location = normalize(location)
     if is_uri(location):

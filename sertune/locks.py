@@ -33,7 +33,7 @@ POLL_S = 0.05
 
 
 def lock_path(location: str) -> str:
-    return f"{fsutil.normalize(location).rstrip('/')}.lock"
+    return fsutil.with_suffix(fsutil.normalize(location), ".lock")
 
 
 def holder_info() -> dict:
@@ -125,7 +125,7 @@ class _LeaseLock:
 
     def acquire(self) -> bool:
         held = self.holder()
-        if held and held.get("token") != self.token and held.get("expires", 0) > time.time():
+        if held and held.get("token") != self.token and held.get("expires", 0) > time.time() and _alive(held):
             return False
         self._write()
         time.sleep(POLL_S)  # a rival who wrote at the same moment: the last write wins, the other backs off
@@ -148,6 +148,15 @@ class _LeaseLock:
             fs, path = fsutil.resolve(self.uri)
             with contextlib.suppress(OSError):
                 fs.delete_file(path)
+
+
+def _alive(held: dict) -> bool:
+    """A lease's holder may still be writing: on this host, its process is alive (a SIGKILLed
+    holder frees its lease at once); on another host, until the lease expires."""
+    try:
+        return pid_alive(str(held.get("host")), int(held.get("pid")))
+    except (TypeError, ValueError):
+        return True
 
 
 def pid_alive(host: str, pid: int) -> bool:

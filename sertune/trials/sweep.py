@@ -45,7 +45,7 @@ def run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, results
               watch: tracking.Watch = tracking.Watch()) -> tuple[int, str]:
     """Run every missing (n_att, seed) pair; returns (how many ran, results location)."""
     location = results_path or paths.sweep_results(exp)
-    with locks.hold(f"{location}.sweep", "a sweep writing this results table", TrialError):
+    with locks.hold(fsutil.with_suffix(location, ".sweep"), "a sweep writing this results table", TrialError):
         return _run_sweep(store, exp, base, s, location, watch)
 
 
