@@ -92,3 +92,9 @@ def test_the_report_carries_the_design_and_per_fold_uars():
     assert stats["configs"][0]["fold_uar_std"] == pytest.approx(per_fold.std(0, ddof=1).tolist())
     md = files["table.md"].decode()
     assert "| LSTM-v-64 | " + f"{want['min_detectable_diff']:.4f}" in md
+
+
+def test_two_seeds_per_arm_still_give_a_detectable_difference():
+    """With 2 seeds (df about 2) the critical t is large: the search widens until it finds the 80 % point."""
+    mdd = min_detectable_difference(0.01, 0.01, 2, 2)
+    assert math.isfinite(mdd) and welch_power(mdd, 0.01, 0.01, 2, 2) == pytest.approx(0.8, abs=1e-6)

@@ -65,7 +65,11 @@ def _one_line_error(r, code: int, *words: str) -> None:
 
 def _wait_for_key(proc, log: Path, endpoint: str, prefix: str, part: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
-    while not any(part in k and not k.endswith(".lock") for k in keys(endpoint, BUCKET, prefix)):  # not a lease
+    def arrived(key: str) -> bool:  # the file itself: not a lease (.lock) nor a write's temp (.name.tmp-...)
+        name = key.rsplit("/", 1)[-1]
+        return name.startswith(part) and not name.endswith(".lock")
+
+    while not any(arrived(k) for k in keys(endpoint, BUCKET, prefix)):
         assert proc.poll() is None, f"ended (rc {proc.returncode}) before {part} appeared in S3:\n{tail(log)}"
         assert time.monotonic() < deadline, f"no {part} under {prefix} in S3 after {timeout}s:\n{tail(log)}"
         time.sleep(0.2)

@@ -103,7 +103,7 @@ def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_pat
         raylets = [p for p in session_pids({worker_session}) if "/raylet/raylet" in cmdline(p).split(" ")[0]]
         assert len(raylets) == 1, f"worker raylet not found: {raylets}"
 
-        epochs, log = 30, tmp_path / "sweep.log"  # checkpoints every 5 epochs
+        epochs, log = 100, tmp_path / "sweep.log"  # checkpoints every 5 epochs; mid-trial at the kill even when idle
         driver = procs_s3.popen([sys.executable, "-m", "sertune", "sweep", "--store", store, "--experiment-dir", exp,
                                  "--no-tuned", "--n-att", "1,2", "--seeds", "1", "--epochs", str(epochs),
                                  "--batch-size", "64", "--max-failures", "3",

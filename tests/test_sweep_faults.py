@@ -198,7 +198,7 @@ def test_worker_node_dies_mid_trial(synth_store, tmp_path, procs_faults):
 
     exp, log = tmp_path / "exp", tmp_path / "sweep.log"
     pairs = {(a, s) for a in (1, 2) for s in range(2)}
-    epochs = 40  # checkpoints every 5 epochs; long enough to be mid-trial at the kill
+    epochs = 120  # checkpoints every 5 epochs; long enough to be mid-trial at the kill on an idle machine too
     driver = procs_faults.popen(_sweep_cmd(synth_store, exp, "1,2", 2, epochs, "--address", gcs,
                                            "--max-failures", "3"), env, log)
     deadline = time.monotonic() + 180

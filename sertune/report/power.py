@@ -36,7 +36,12 @@ def min_detectable_difference(sd_a: float, sd_b: float, n_a: int, n_b: int,
                               alpha: float = ALPHA, power: float = POWER) -> float:
     """The smallest |difference| that the design detects with probability ``power``."""
     se = math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
-    return float(optimize.brentq(lambda d: welch_power(d, sd_a, sd_b, n_a, n_b, alpha) - power, 0.0, 10 * se))
+    hi = se  # widen until the power is reached: with 2-3 seeds the critical t is large (12.7 at df 1)
+    while welch_power(hi, sd_a, sd_b, n_a, n_b, alpha) < power:
+        hi *= 2
+        if hi > 1e6 * se:
+            return math.inf
+    return float(optimize.brentq(lambda d: welch_power(d, sd_a, sd_b, n_a, n_b, alpha) - power, 0.0, hi))
 
 
 def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
