@@ -159,7 +159,8 @@ def test_report_on_s3_and_nothing_written_locally(pipeline, s3):
     r = pipeline.report
     assert r.exit_code == 0, r.output
     assert {k.rsplit("/", 1)[1] for k in keys(s3.endpoint, BUCKET, "exp/report/")} == {
-        "table.md", "table.tex", "table.csv", "stats.json", "uar_kde.png", "uar_vs_natt.png"}
+        "table.md", "table.tex", "table.csv", "stats.json", "uar_kde.png", "uar_vs_natt.png",
+        "per_class.md", "per_class.tex", "per_class.csv", "confusion.png"}
     assert "LSTM-v-1" in read(s3.endpoint, BUCKET, "exp/report/table.md").decode()
     assert list(pipeline.cwd.iterdir()) == [], "a stage wrote into its working directory"
 
