@@ -138,7 +138,14 @@ def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_pat
     assert on_head and 5 < on_head[0] <= max(on_worker) + 1, f"retry started at {on_head[:1]}, worker reached {max(on_worker)}"
     assert on_head[-1] == epochs
     # Ray's own account of the restore: the checkpoint came from the S3 file system, on the head.
-    restored = re.findall(r"Restored on ([\d.]+) from checkpoint: Checkpoint\(filesystem=(\w+), path=(\S+)\)", tail(log, 10**7))
+    # Ray's own output goes to the log file the live view names in its first line, not to the terminal.
+    text = tail(log, 10**7)
+    ray_log = re.search(r"Ray's output: (\S+)", text)
+    if ray_log and Path(ray_log.group(1)).exists():
+        text += Path(ray_log.group(1)).read_text(errors="replace")
+    for worker_out in Path(temp, "head").glob("session_*/logs/worker-*"):  # trial output stays in Ray's logs
+        text += worker_out.read_text(errors="replace")
+    restored = re.findall(r"Restored on ([\d.]+) from checkpoint: Checkpoint\(filesystem=(\w+), path=(\S+)\)", text)
     assert restored and all(ip == HEAD_IP and fs == "s3" and path.startswith(f"{BUCKET}/exp/") for ip, fs, path in restored), restored
     # The other trial ran on the head from the start; both read their store from S3 only.
     other = next(p for t, p in progress.items() if t != victim)
