@@ -55,3 +55,15 @@ def synth_store(tmp_path_factory) -> str:
     """The store of ``synth_corpus``, built without Ray (the Ray build has tests of its own in
     test_store.py). Tests that run trials ask for ``ray_local`` themselves."""
     return synthetic_store(tmp_path_factory)
+
+
+@pytest.fixture
+def procs():
+    """Sessions and temp dirs of one test (tests/proctools.Procs), killed and removed at its end,
+    pass or fail."""
+    from proctools import Procs
+
+    p = Procs()
+    yield p
+    left = p.close()
+    assert not left, f"processes survived SIGKILL: {sorted(left)}"

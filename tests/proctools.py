@@ -235,10 +235,11 @@ def gcs_nodes(address: str, token: str | None = None, timeout: float = 10.0) -> 
 # ------------------------------------------------------------------ Ray nodes
 
 
-def ray_start(procs: Procs, args: list[str], env: dict, log: Path, timeout: float = 120) -> int:
-    """`ray start ARGS` in a session of its own; fails the test if it does not succeed. Returns
-    the session id: the node's daemons stay in that session after `ray start` exits."""
-    proc = procs.popen([tool("ray"), "start", *args], env, log)
+def ray_start(procs: Procs, args: list[str], env: dict, log: Path, timeout: float = 120,
+              cwd: str | Path | None = None) -> int:
+    """`ray start ARGS` in a session of its own (in ``cwd``); fails the test if it does not succeed.
+    Returns the session id: the node's daemons stay in that session after `ray start` exits."""
+    proc = procs.popen([tool("ray"), "start", *args], env, log, cwd=cwd)
     if wait_or_fail(proc, timeout, log, f"ray start {' '.join(args[:2])} ...") != 0:
         pytest.fail(f"ray start {' '.join(args)} failed:\n{tail(log)}")
     return proc.pid

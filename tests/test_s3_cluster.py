@@ -22,26 +22,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
-from proctools import (HEAD_IP, WORKER_IP, Procs, clean_env, cmdline, free_port, gcs_nodes, node_ports, session_pids,
-                       synthetic_store, tail, tool, wait_or_fail)
+from proctools import (HEAD_IP, WORKER_IP, clean_env, cmdline, free_port, gcs_nodes, node_ports, session_pids,
+                       ray_start, synthetic_store, tail, wait_or_fail)
 from s3tools import keys, make_bucket, moto_server, read, s3_env
 
 BUCKET = "cluster"
-
-
-@pytest.fixture
-def procs_s3():
-    p = Procs()
-    yield p
-    left = p.close()
-    assert not left, f"processes survived SIGKILL: {sorted(left)}"
-
-
-def _ray_start(procs: Procs, args: list[str], env: dict, log: Path, cwd: Path) -> int:
-    proc = procs.popen([tool("ray"), "start", *args, *node_ports(), "--disable-usage-stats"], env, log, cwd=str(cwd))
-    if wait_or_fail(proc, 120, log) != 0:
-        pytest.fail(f"ray start {' '.join(args)} failed:\n{tail(log)}")
-    return proc.pid
 
 
 def _alive_nodes(gcs: str) -> set[str]:
@@ -71,7 +56,7 @@ def _progress(endpoint: str) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_path_factory, procs_s3):
+def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_path_factory, procs):
     local_store = synthetic_store(tmp_path_factory)
     with moto_server() as endpoint:
         make_bucket(endpoint, BUCKET)
@@ -82,20 +67,20 @@ def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_pat
         dirs = {name: tmp_path / name for name in ("head", "worker", "driver")}
         for d in dirs.values():
             (d / "tmp").mkdir(parents=True)
-        temp = procs_s3.tempdir("r3")  # Ray's temp dirs: short (unix sockets), one per node
+        temp = procs.tempdir("r3")  # Ray's temp dirs: short (unix sockets), one per node
 
         def env(node: str) -> dict:
             return clean_env(RAY_AUTH_MODE="disabled", TMPDIR=str(dirs[node] / "tmp"), HOME=str(dirs[node]),
                              **s3_env(endpoint))
 
         gcs = f"{HEAD_IP}:{free_port()}"
-        _ray_start(procs_s3, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
+        ray_start(procs, [*node_ports(), "--disable-usage-stats", "--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
                               "--include-dashboard=false", f"--dashboard-port={free_port()}",
                               f"--ray-client-server-port={free_port()}", "--num-cpus=1", "--num-gpus=0",
-                              f"--temp-dir={temp}/head"], env("head"), tmp_path / "head.log", dirs["head"])
-        worker_session = _ray_start(procs_s3, [f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
+                              f"--temp-dir={temp}/head"], env("head"), tmp_path / "head.log", cwd=dirs["head"])
+        worker_session = ray_start(procs, [*node_ports(), "--disable-usage-stats", f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
                                                "--num-gpus=0", f"--temp-dir={temp}/worker"],
-                                    env("worker"), tmp_path / "worker.log", dirs["worker"])
+                                    env("worker"), tmp_path / "worker.log", cwd=dirs["worker"])
         deadline = time.monotonic() + 60
         while (alive := _alive_nodes(gcs)) != {HEAD_IP, WORKER_IP}:
             assert time.monotonic() < deadline, f"cluster not up: alive nodes {alive}"
@@ -104,7 +89,7 @@ def test_worker_dies_mid_trial_with_store_and_experiment_on_s3(tmp_path, tmp_pat
         assert len(raylets) == 1, f"worker raylet not found: {raylets}"
 
         epochs, log = 100, tmp_path / "sweep.log"  # checkpoints every 5 epochs; mid-trial at the kill even when idle
-        driver = procs_s3.popen([sys.executable, "-m", "sertune", "sweep", "--store", store, "--experiment-dir", exp,
+        driver = procs.popen([sys.executable, "-m", "sertune", "sweep", "--store", store, "--experiment-dir", exp,
                                  "--no-tuned", "--n-att", "1,2", "--seeds", "1", "--epochs", str(epochs),
                                  "--batch-size", "64", "--max-failures", "3",
                                  "--address", gcs], env("driver"), log, cwd=str(dirs["driver"]))

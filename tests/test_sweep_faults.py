@@ -26,15 +26,6 @@ from sertune.results import read_results
 pytestmark = pytest.mark.slow  # each test runs whole sweeps in subprocesses, with their own Ray
 
 
-@pytest.fixture
-def procs_faults():
-    """Sessions and temp dirs of one test, killed and removed at its end, pass or fail."""
-    p = Procs()
-    yield p
-    left = p.close()
-    assert not left, f"processes survived SIGKILL: {sorted(left)}"
-
-
 # ------------------------------------------------------------------ sweeps
 
 
@@ -176,18 +167,18 @@ def _trial_progress(exp: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_worker_node_dies_mid_trial(synth_store, tmp_path, procs_faults):
+def test_worker_node_dies_mid_trial(synth_store, tmp_path, procs):
     """A head (1 CPU) and a worker (1 CPU) started with `ray start`; once a trial on the worker
     is past its first checkpoint, SIGKILL the worker's raylet. The trial is retried on the
     head from its checkpoint, the driver exits 0, and every pair is in the table once."""
-    temp = procs_faults.tempdir("rf")
+    temp = procs.tempdir("rf")
     env = clean_env(RAY_AUTH_MODE="disabled")
     gcs = f"{HEAD_IP}:{free_port()}"
-    ray_start(procs_faults, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
+    ray_start(procs, ["--head", f"--node-ip-address={HEAD_IP}", f"--port={gcs.rsplit(':', 1)[1]}",
                               "--include-dashboard=false", f"--dashboard-port={free_port()}",
                               f"--ray-client-server-port={free_port()}", "--num-cpus=1", "--num-gpus=0",
                               f"--temp-dir={temp}/head", *_node_ports()], env, tmp_path / "head.log")
-    worker_session = ray_start(procs_faults, [f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
+    worker_session = ray_start(procs, [f"--address={gcs}", f"--node-ip-address={WORKER_IP}", "--num-cpus=1",
                               "--num-gpus=0", f"--temp-dir={temp}/worker", *_node_ports()], env, tmp_path / "worker.log")
     deadline = time.monotonic() + 60
     while (alive := _alive_nodes(gcs)) != {HEAD_IP, WORKER_IP}:
@@ -199,7 +190,7 @@ def test_worker_node_dies_mid_trial(synth_store, tmp_path, procs_faults):
     exp, log = tmp_path / "exp", tmp_path / "sweep.log"
     pairs = {(a, s) for a in (1, 2) for s in range(2)}
     epochs = 120  # checkpoints every 5 epochs; long enough to be mid-trial at the kill on an idle machine too
-    driver = procs_faults.popen(_sweep_cmd(synth_store, exp, "1,2", 2, epochs, "--address", gcs,
+    driver = procs.popen(_sweep_cmd(synth_store, exp, "1,2", 2, epochs, "--address", gcs,
                                            "--max-failures", "3"), env, log)
     deadline = time.monotonic() + 180
     victim = None
