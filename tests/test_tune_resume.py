@@ -74,10 +74,10 @@ def _poll_running(proc: subprocess.Popen, log: Path, event: str, missing: Callab
 def runs_resume(synth_store, tmp_path):
     made = []
 
-    def make(num_samples: int, epochs: int) -> _Runs:
+    def make(num_samples: int, epochs: int, grace_period: int = 5) -> _Runs:
         cmd = [*sertune("tune"), "--store", synth_store, "--experiment-dir",
                str(tmp_path / "exp"), "--num-samples", str(num_samples), "--epochs", str(epochs),
-               "--grace-period", "5", "--reduction-factor", "2", "--num-cpus", "2"]
+               "--grace-period", str(grace_period), "--reduction-factor", "2", "--num-cpus", "2"]
         made.append(_Runs(cmd, tmp_path))
         return made[-1]
 
@@ -144,9 +144,14 @@ def _final_outputs(exp: Path, num_samples: int) -> pd.DataFrame:
 def test_tune_killed_then_rerun_continues_the_experiment(runs_resume):
     """SIGKILL the tune run (driver and its local Ray) once its snapshot holds a finished trial
     and a running one past its first checkpoint; the same command again finishes the
-    experiment: the same trials, finished ones not run again, running ones resumed."""
-    num_samples, epochs = 6, 20
-    runs = runs_resume(num_samples, epochs)
+    experiment: the same trials, finished ones not run again, running ones resumed.
+
+    On a fast machine an epoch of the synthetic store takes ~50 ms, so the window in which a
+    trial is past its first checkpoint and not yet done must not hang on ASHA letting one
+    through: with the first rung at epoch 25 every trial spends epochs 6-25 in it (four forced
+    snapshots, one per checkpoint), whatever ASHA decides there."""
+    num_samples, epochs = 6, 100
+    runs = runs_resume(num_samples, epochs, grace_period=25)
     exp = _tune_path(runs)
 
     def not_interruptible() -> str | None:
