@@ -8,11 +8,11 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from sertune.training.batching import normalize
+from sertune.training.batching import norm_statistics, normalize
 from sertune.cli import cli
-from sertune.errors import StoreError
+from sertune.errors import ConfigError, StoreError
 from sertune.audio.features import MfccExtractor
-from sertune.config import FeatureConfig
+from sertune.config import FeatureConfig, TrainConfig
 from sertune.training.splits import make_splits
 from sertune.store.load import load_store, verify_store
 from sertune.store.schema import read_manifest
@@ -170,6 +170,27 @@ def test_normalization_uses_training_speakers_only(synth_store):
     cmvn = normalize(fs, train, "utterance").padded()
     assert cmvn[0, : fs.lengths[0]].mean(0).abs().max() < 1e-3
     assert cmvn[0, fs.lengths[0]:].abs().sum() == 0
+
+
+
+def test_corpus_normalization_takes_every_speaker_and_the_checkpoint_keeps_it(synth_store):
+    """--norm corpus (the authors' leak): the statistics of all frames, test speakers included;
+    a change to the test speakers moves the training features too."""
+    fs = load_store(synth_store)
+    split = make_splits(fs.meta, "speaker")[0]
+    train = torch.as_tensor(split.train)
+    mean, std = norm_statistics(fs, train, "corpus")
+    assert torch.allclose(mean, fs.frames.double().mean(0).float(), atol=1e-4)
+    assert torch.allclose(std, fs.frames.double().std(0).float(), rtol=1e-4)
+    assert norm_statistics(fs, train, "utterance") is None
+    g_mean, _ = norm_statistics(fs, train, "global")
+    assert not torch.allclose(mean, g_mean, atol=1e-3)  # the synthetic speakers differ
+    base = normalize(fs, train, "corpus").padded()
+    test_frames = torch.repeat_interleave(torch.isin(torch.arange(len(fs)), torch.as_tensor(split.test)), fs.lengths)
+    fs.frames[test_frames] += 1000.0
+    assert not torch.allclose(base[train], normalize(fs, train, "corpus").padded()[train])
+    with pytest.raises(ConfigError, match="norm 'test' is not one of global, utterance, corpus"):
+        TrainConfig(norm="test")
 
 
 @pytest.mark.realdata

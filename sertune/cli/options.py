@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from sertune.config import FeatureConfig, TrainConfig
+from sertune.config import NORMS, FeatureConfig, TrainConfig
 from sertune.experiment import DEFAULT_EXPERIMENT_DIR, TrialResources
 
 # flag, type, help. Defaults are TrainConfig's; the options default to None so that only what
@@ -30,7 +30,7 @@ TRAIN_OPTIONS = [
     ("--folds", click.IntRange(min=0), "K-fold cross-validation (K >= 3; actor groups, or stratified utterances with --split random); 0: one split"),
     ("--actor-folds", str, "fixed actor folds: a preset (authors-5fold), a .yaml/.json file, or 'test/val;test/val;...'"),
     ("--split-seed", click.IntRange(min=0), "seed of the random split"),
-    ("--norm", click.Choice(["global", "utterance"]), "feature normalisation (statistics from training speakers)"),
+    ("--norm", click.Choice(NORMS), "feature normalisation: global (training speakers' mean/std), utterance (per-utterance CMVN), corpus (every speaker's, test included: the authors' leak, to measure it)"),
     ("--precision", click.Choice(["fp32", "bf16"]), "bf16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs"),
     ("--device", str, "auto, cpu, cuda, cuda:1 ..."),
 ]

@@ -43,6 +43,7 @@ def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str, stats=None) ->
 
     ``global`` uses mean/std per coefficient over the training utterances' frames only, so no
     statistic ever comes from validation or test speakers. ``utterance`` is per-utterance CMVN.
+    ``corpus`` uses every utterance's frames (see ``norm_statistics``).
     """
     x, lengths = fs.frames, fs.lengths
     if mode == "utterance":
@@ -54,8 +55,16 @@ def normalize(fs: FeatureSet, train_idx: torch.Tensor, mode: str, stats=None) ->
         std = (s2 / n - mean.square()).clamp(min=0).sqrt()
         mean, std = mean.float()[utt], std.float()[utt]
     else:
-        mean, std = stats if stats is not None else train_statistics(fs, train_idx)
+        mean, std = stats if stats is not None else norm_statistics(fs, train_idx, mode)
     return Sequences((x - mean).div_(std.clamp(min=1e-5)), fs.offsets, lengths)
+
+
+def norm_statistics(fs: FeatureSet, train_idx: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The mean/std ``normalize`` applies: the training utterances' (global), every utterance's
+    (corpus: test speakers included, the authors' leak), none (utterance: per-utterance CMVN)."""
+    if mode == "utterance":
+        return None
+    return train_statistics(fs, torch.arange(len(fs)) if mode == "corpus" else train_idx)
 
 
 def train_statistics(fs: FeatureSet, train_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

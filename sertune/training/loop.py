@@ -20,7 +20,7 @@ from sertune.audio.labels import EMOTIONS, N_CLASSES
 from sertune.config import TrainConfig
 from sertune.errors import ConfigError, TrialError
 from sertune.store.load import FeatureSet
-from sertune.training.batching import BucketBatches, gather, normalize, sorted_batches, train_statistics
+from sertune.training.batching import BucketBatches, gather, norm_statistics, normalize, sorted_batches
 from sertune.training.metrics import confusion_matrix, per_class_recall, uar
 from sertune.training.model import AttentionLSTM
 from sertune.training.schedule import cosine_restarts
@@ -206,7 +206,7 @@ class Training:
         self.folds = []
         for i, split in enumerate(self.splits):
             train_idx = torch.as_tensor(split.train)
-            stats = train_statistics(fs, train_idx) if cfg.norm == "global" else None
+            stats = norm_statistics(fs, train_idx, cfg.norm)
             x = normalize(fs, train_idx, cfg.norm, stats).to(device)
             self.folds.append(FoldRun(cfg, split, x, fs, device, stats, fold_seed(cfg.seed, i)))
         torch.manual_seed(fold_seed(cfg.seed, len(self.splits)))  # dropout's stream, shared by the folds in lockstep
