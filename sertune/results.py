@@ -120,6 +120,27 @@ def read_results(location: str) -> pd.DataFrame:
     return validate(with_later_columns(read_table(location)), RESULT_COLUMNS, str(location))
 
 
+def read_train_results(location: str) -> pd.DataFrame:
+    """The rows of the `sertune train` runs under a folder (each run's ``result.json``, at any
+    depth): several runs of one configuration read as one table."""
+    import pyarrow.fs as pafs
+
+    fs, path = fsutil.resolve(location)
+    found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                   if i.base_name == "result.json" and i.type == pafs.FileType.File)
+    if not found:
+        raise ResultsError(f"{location}: no result.json of `sertune train` in this folder")
+    rows = []
+    for f in found:
+        with fs.open_input_stream(f) as stream:
+            try:
+                row = json.loads(stream.read())
+            except ValueError as e:
+                raise ResultsError(f"{f}: not a JSON result ({e})") from None
+        rows.append({c: row.get(c, LATER_COLUMNS.get(c)) for c in RESULT_COLUMNS})
+    return validate(pd.DataFrame(rows), RESULT_COLUMNS, str(location))
+
+
 def read_uar_table(location: str) -> pd.DataFrame:
     """Any table with at least n_att, seed, uar (what a report needs)."""
     return validate(read_table(location), REPORT_COLUMNS, str(location))

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from sertune.cli.compare import compare
 from sertune.cli.data import corpus, prepare
 from sertune.cli.demo import demo
 from sertune.cli.explain import explain
@@ -18,7 +19,7 @@ from sertune.cli.sweep import sweep
 from sertune.cli.train import train
 from sertune.cli.tune import tune
 
-PIPELINE = (corpus, prepare, train, tune, sweep, report, predict, explain, recipe, demo)
+PIPELINE = (corpus, prepare, train, tune, sweep, report, compare, predict, explain, recipe, demo)
 
 
 class PipelineGroup(click.Group):

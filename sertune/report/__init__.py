@@ -69,7 +69,7 @@ def class_notes(files: dict[str, bytes]) -> list[str]:
     return notes
 
 
-def write_report(files: dict[str, bytes], out_dir: str) -> dict[str, str]:
+def write_report(files: dict[str, bytes], out_dir: str, known: tuple[str, ...] = FILES + CLASS_FILES) -> dict[str, str]:
     """Publish the rendered files as one set in out_dir (local or URI); return name -> location.
 
     Every file is written to a staging folder first; only when all are there does the set
@@ -77,9 +77,10 @@ def write_report(files: dict[str, bytes], out_dir: str) -> dict[str, str]:
     old set or the new one; on object stores, which have no folder rename, files are moved one
     by one after staging, so a failed write (a full disk, a denied object) still leaves the old
     set untouched. Report files of an older set that this one does not have are removed with it.
+    ``known``: the names such a folder may hold (a folder with anything else is refused).
     """
     out_dir = fsutil.normalize(out_dir)
-    _check_replaceable(out_dir)
+    _check_replaceable(out_dir, set(known))
     # Paths, not URIs, from here: a URI may end in a query (?endpoint_override=...).
     fs, out_path = fsutil.resolve(out_dir)
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
@@ -108,11 +109,10 @@ def _entries(location: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(path, recursive=False))
 
 
-def _check_replaceable(out_dir: str) -> None:
+def _check_replaceable(out_dir: str, known: set[str]) -> None:
     """The report folder is replaced as a whole: refuse one that holds anything but report files."""
     if fsutil.exists(out_dir) and not fsutil.is_dir(out_dir):
         raise ConfigError(f"--out {out_dir}: is a file, not a folder")
-    known = set(FILES) | set(CLASS_FILES)
     foreign = [i.base_name for i in _entries(out_dir) if i.base_name not in known or i.type != pafs.FileType.File]
     if foreign:
         raise ConfigError(f"--out {out_dir}: holds {foreign[0]!r}, which is not a report file; "

@@ -1,0 +1,162 @@
+"""`sertune compare`: one configuration against others, at one N_att -- an ablation's table.
+
+Each arm is the per-seed test UARs of one configuration: a sweep's results table, an experiment
+directory, or a folder of `sertune train` runs. Every variant is tested against the reference
+with Welch's t-test (as the report does), and the table says what differs from the reference,
+read from the rows' own configurations and store hashes rather than from labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sertune import fsutil, paths, results
+from sertune.config import RUNTIME_FIELDS
+from sertune.errors import ConfigError, ResultsError
+from sertune.experiment import differences
+from sertune.report.stats import NotComputable, welch
+
+FILES = ("compare.md", "compare.csv", "compare.json")
+# What a row's configuration may vary in within one arm: the arm is its seeds.
+PER_RUN = ("seed", "n_att", *RUNTIME_FIELDS)
+COLUMNS = ("label", "differs", "n", "uar_mean", "uar_std", "diff", "ci_low", "ci_high", "p", "code_versions", "source")
+
+
+@dataclass(frozen=True)
+class Arm:
+    label: str
+    source: str
+    rows: pd.DataFrame  # results rows of one N_att
+
+    @property
+    def uar(self) -> np.ndarray:
+        return self.rows.sort_values("seed")["uar"].to_numpy(dtype=float)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``LABEL=LOCATION`` or ``LOCATION`` (labelled by its last path part); a URI's query may
+    hold '=' too, so only a prefix without '/' or ':' is a label."""
+    head, sep, tail = spec.partition("=")
+    if sep and head and "/" not in head and ":" not in head:
+        return head, tail
+    name = fsutil.split_query(spec)[0].rstrip("/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name, spec
+
+
+def read_arm_rows(location: str) -> pd.DataFrame:
+    """A results table (Parquet/CSV), an experiment directory (its sweep results), or a folder
+    of `sertune train` runs."""
+    location = fsutil.normalize(location)
+    if not fsutil.exists(location):
+        raise ResultsError(f"{location}: no such results file or folder")
+    if not fsutil.is_dir(location):
+        return results.read_results(location)
+    sweep = paths.sweep_results(location)
+    return results.read_results(sweep) if fsutil.exists(sweep) else results.read_train_results(location)
+
+
+def load_arm(spec: str, n_att: int | None) -> Arm:
+    label, location = parse_spec(spec)
+    rows = read_arm_rows(location)
+    present = sorted(int(n) for n in rows["n_att"].unique())
+    if n_att is None:
+        if len(present) > 1:
+            raise ConfigError(f"{location}: holds N_att {', '.join(map(str, present))}; choose one with --n-att")
+        n_att = present[0]
+    rows = rows[rows["n_att"] == n_att]
+    if rows.empty:
+        raise ResultsError(f"{location}: no rows with N_att = {n_att} (it holds {', '.join(map(str, present))})")
+    _check_one_configuration(rows, location)
+    return Arm(label, location, rows.reset_index(drop=True))
+
+
+def _config(row: pd.Series) -> dict:
+    cfg = {k: v for k, v in json.loads(row["config"]).items() if k not in PER_RUN}
+    return {"config": cfg, "store": row["store_hash"]}
+
+
+def _check_one_configuration(rows: pd.DataFrame, location: str) -> None:
+    first = _config(rows.iloc[0])
+    for _, row in rows.iloc[1:].iterrows():
+        diff = differences(first, _config(row))
+        if diff:
+            raise ResultsError(f"{location}: seed {row['seed']} differs from seed {rows.iloc[0]['seed']} in "
+                               f"{', '.join(d.removeprefix('config.') for d in diff)}: not one configuration")
+
+
+def what_differs(reference: Arm, arm: Arm) -> str:
+    """``name: reference value → this value`` for each field of the configuration (and the store)."""
+    a, b = _config(reference.rows.iloc[0]), _config(arm.rows.iloc[0])
+    parts = []
+    for key in differences(a, b):
+        section, name = key.split(".", 1) if "." in key else (key, "")
+        old, new = (a[section].get(name), b[section].get(name)) if name else (a[section], b[section])
+        parts.append(f"{name or section}: {_show(old)} → {_show(new)}")
+    return "; ".join(parts)
+
+
+def _show(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str) and len(v) > 16:
+        return v[:12] + "…"
+    return str(v)
+
+
+def compare(arms: list[Arm]) -> pd.DataFrame:
+    """One row per arm, the reference first: n, mean, std (ddof 1), and for the variants Welch's
+    difference from the reference with its 95 % CI and p."""
+    ref = arms[0]
+    rows = []
+    for arm in arms:
+        x = arm.uar
+        row = {"label": arm.label, "differs": "" if arm is ref else what_differs(ref, arm) or "nothing",
+               "n": len(x), "uar_mean": float(x.mean()),
+               "uar_std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+               "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
+               "code_versions": ",".join(sorted(set(arm.rows["code_version"].astype(str)))), "source": arm.source}
+        if arm is not ref:
+            row["diff"] = float(x.mean() - ref.uar.mean())
+            try:
+                w = welch(ref.uar, x)
+                row.update(ci_low=w.ci_low, ci_high=w.ci_high, p=w.p)
+            except NotComputable:
+                pass  # fewer than 2 seeds on a side: the difference stands alone, without a test
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+
+
+def markdown(table: pd.DataFrame, n_att: int) -> str:
+    lines = [f"| configuration (N_att = {n_att}) | differs from {table.iloc[0]['label']} | seeds | test UAR (ddof 1) "
+             "| Δ [Welch 95 % CI] | p | code |",
+             "|---|---|---|---|---|---|---|"]
+    for i, r in table.iterrows():
+        if i == 0:
+            delta, p = "—", "—"
+        elif math.isnan(r["ci_low"]):
+            delta, p = f"{r['diff']:+.4f} (no test: < 2 seeds)", "—"
+        else:
+            delta, p = f"{r['diff']:+.4f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"{r['p']:.3f}"
+        lines.append(f"| {r['label']} | {r['differs'] or 'reference'} | {r['n']} | {_pm(r['uar_mean'], r['uar_std'])} "
+                     f"| {delta} | {p} | {r['code_versions']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render(table: pd.DataFrame, n_att: int) -> dict[str, bytes]:
+    doc = {"n_att": n_att, "reference": table.iloc[0]["label"], "confidence": 0.95, "test": "Welch two-sided",
+           "arms": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                    for r in table.to_dict("records")]}
+    return {"compare.md": markdown(table, n_att).encode(),
+            "compare.csv": table.to_csv(index=False).encode(),
+            "compare.json": (json.dumps(doc, indent=2) + "\n").encode()}
