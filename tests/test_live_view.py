@@ -161,7 +161,7 @@ def test_terminal_view_redraws_one_block(monkeypatch):
     view = LiveView("sweep", 3, 4, tty=True, pairs=[(1, 0), (1, 1), (2, 0)])
     a, b = _trial("a", "RUNNING"), _trial("b", "PENDING", pair=(1, 1))
     view.setup()
-    view.on_step(0, [a, b])  # draws the block: 2 lines
+    view.on_step_end(0, [a, b])  # draws the block: 2 lines
     a.status = "TERMINATED"
     view.on_trial_complete(1, [a, b], a)  # goes back 2 lines, prints the event, redraws
     text = out.getvalue()
@@ -172,6 +172,31 @@ def test_terminal_view_redraws_one_block(monkeypatch):
     assert final[2] == "  pairs done per N_att: 1: 1/2  2: 0/1\x1b[K"
     view.on_experiment_end([a, b])
     assert out.getvalue().endswith("\x1b[2F\x1b[J" + view.summary() + "\n")
+
+
+
+def test_the_view_overrides_only_hooks_tune_calls():
+    """A misspelt hook is silently never called (an `on_step` once left the block undrawn)."""
+    from ray import tune
+
+    hooks = [n for n in vars(LiveView) if n.startswith("on_") or n == "setup"]
+    assert "on_step_end" in hooks and "on_experiment_end" in hooks
+    assert all(callable(getattr(tune.Callback, n, None)) for n in hooks), hooks
+
+
+def test_an_interrupted_run_is_not_summed_up_as_done():
+    """On Ctrl-C Tune marks the trials it stops TERMINATED, like finished ones; the summary
+    counts them apart (a resumed run's trials finished before are still done)."""
+    view = LiveView("sweep", 4, 4, tty=False, pairs=[(1, 0), (1, 1), (2, 0), (2, 1)])
+    old, a, b = _trial("old", "TERMINATED"), _trial("a", "RUNNING", pair=(1, 1)), _trial("b", "RUNNING", pair=(2, 0), epochs=2)
+    view.setup()
+    view.on_step_end(0, [old, a, b])  # the restored experiment: "old" finished in an earlier session
+    a.status = "TERMINATED"
+    view.on_trial_complete(1, [old, a, b], a)
+    b.status = "TERMINATED"  # stopped by the interruption
+    view.on_experiment_end([old, a, b])
+    assert view.summary().startswith("sweep interrupted after ")
+    assert view.summary().endswith(": 2/4 done, 0 running, 1 pending, 1 interrupted, 0 failed")
 
 
 @pytest.mark.slow

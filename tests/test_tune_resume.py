@@ -209,6 +209,7 @@ def test_tune_ctrl_c_publishes_nothing_and_rerun_continues(runs_resume):
     rc = runs.wait(proc, log1, 120)
     snap = _snapshot(exp)
     assert rc != 0, "an interrupted tune run exited 0"
+    assert "tune interrupted after" in log1.read_text() and "tune finished in" not in log1.read_text(), tail(log1)
     assert not (exp / "tune" / "best_config.json").exists(), "an interrupted tune run published a best config"
 
     proc, log2 = runs.start("tune2")

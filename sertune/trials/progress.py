@@ -49,7 +49,9 @@ class LiveView(tune.Callback):
         self.t0 = time.monotonic()
         self.done: dict[str, dict] = {}  # trial id -> what it finished with
         self.failed: set[str] = set()
+        self.interrupted: set[str] = set()  # ended by Ctrl-C or a kill of the driver, not finished
         self.retries = 0
+        self._observed = False
         self.statuses: Counter = Counter()
         self._drawn, self._last_draw = 0, 0.0
 
@@ -60,7 +62,7 @@ class LiveView(tune.Callback):
         where = f"; Ray's output: {self.log_path}" if self.log_path else ""
         self._line(f"{self.stage}: {self.total} trials{where}")
 
-    def on_step(self, iteration, trials, **info):
+    def on_step_end(self, iteration, trials, **info):
         self._observe(trials)
         if self.tty and time.monotonic() - self._last_draw >= REFRESH_S:
             self._draw()
@@ -82,6 +84,11 @@ class LiveView(tune.Callback):
         self._event(f"trial {self._name(trial)} FAILED after its retries{': ' + why if why else ''}")
 
     def on_experiment_end(self, trials, **info):
+        # Tune marks the trials it stops on an interruption TERMINATED, as it does finished ones;
+        # those never reached on_trial_complete. (Trials finished in an earlier session were seen
+        # by a step before; without one, nothing can be told apart.)
+        if self._observed:
+            self.interrupted = {t.trial_id for t in trials if t.status == "TERMINATED" and t.trial_id not in self.done}
         self._observe(trials)
         self._clear()
         self._line(self.summary())
@@ -90,8 +97,9 @@ class LiveView(tune.Callback):
 
     def _observe(self, trials) -> None:
         """Statuses from Tune's trial list (on a resumed run it holds the finished trials too)."""
+        self._observed = True
         for t in trials:
-            if t.status == "TERMINATED" and t.trial_id not in self.done:
+            if t.status == "TERMINATED" and t.trial_id not in self.done and t.trial_id not in self.interrupted:
                 self.done[t.trial_id] = t.last_result or {}
             if t.status == "ERROR":
                 self.failed.add(t.trial_id)
@@ -108,9 +116,10 @@ class LiveView(tune.Callback):
 
     def counts(self) -> str:
         running = self.statuses["RUNNING"] + self.statuses["PAUSED"]
-        pending = max(0, self.total - len(self.done) - len(self.failed) - running)
+        pending = max(0, self.total - len(self.done) - len(self.failed) - len(self.interrupted) - running)
         early = f" ({self.stopped_early()} stopped early)" if self.stage == "tune" else ""
-        return (f"{len(self.done)}/{self.total} done{early}, {running} running, {pending} pending, "
+        cut = f", {len(self.interrupted)} interrupted" if self.interrupted else ""
+        return (f"{len(self.done)}/{self.total} done{early}, {running} running, {pending} pending{cut}, "
                 f"{len(self.failed)} failed")
 
     def timing(self) -> str:
@@ -119,7 +128,8 @@ class LiveView(tune.Callback):
         return f"{clock(elapsed)} elapsed" + (f", about {clock(left)} left" if left else "")
 
     def summary(self) -> str:
-        text = f"{self.stage} finished in {clock(time.monotonic() - self.t0)}: {self.counts()}"
+        ended = "interrupted after" if self.interrupted else "finished in"
+        text = f"{self.stage} {ended} {clock(time.monotonic() - self.t0)}: {self.counts()}"
         if self.retries:
             text += f", {self.retries} retried"
         best = self.best()
