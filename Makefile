@@ -21,7 +21,7 @@ demo: $(BIN)/.installed
 	$(BIN)/sertune demo --workdir sertune-demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) sertune-demo

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces docs/results with sertune's own commands.
 # Usage: docs/results/run.sh [RAVDESS_DIR] [WORK_DIR]
-#   1. the authors' protocol (recipe authors-5fold): tune 100 trials on validation UAR, sweep 7 N_att x 10 seeds
+#   1. the authors' protocol (recipe authors-5fold): the untuned N_att 1 vs 64 arm, the ablation of the level,
+#      then tune 100 trials on validation UAR and sweep 7 N_att x 10 seeds
 #      (5 folds x 100 epochs per run: many hours on 2 CPU cores; a GPU or a cluster is the way);
 #   2. the earlier protocols: one speaker-independent split, and a random utterance split.
 # Every stage resumes: rerun the script after an interruption and it goes on where it stopped.
@@ -18,12 +19,34 @@ t() { local s=$(date +%s); "$@"; echo "$1 $2: $(( $(date +%s) - s )) s" >> "$WOR
 # 1. The authors' protocol. What ran for docs/results/authors-5fold so far: the untuned arm
 #    (N_att 1 and 64 at the recipe's fixed values), seed by seed, as far as time allowed:
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors" --no-tune --n-att 1,64 --seeds 10
+
+# 1b. The ablation of the level: N_att = 1 on the authors' folds at the recipe's fixed values,
+#     one thing changed per variant, seeds 0 and 1 (`sertune train`, no Ray), then one table.
+t sertune prepare --data "$DATA" --store "$WORK/store"  # sertune's default features (25 ms / 10 ms, 64 mels)
+FIXED="--n-att 1 --actor-folds authors-5fold --epochs 100 --lr 0.0039 --batch-size 16 --dropout 0.13 --weight-decay 0.0019"
+THEIRS="--optimizer adam --restart-epochs 5 --eta-min-ratio 0.01 --context-norm --init xavier"
+OURS="--optimizer adamw --restart-epochs 0 --cycles 3 --eta-min-ratio 0"
+ablate() {  # name store flags...
+  local name=$1 store=$2; shift 2
+  for seed in 0 1; do
+    [ -f "$WORK/ablation/$name/seed$seed/result.json" ] ||
+      t sertune train --store "$store" --out "$WORK/ablation/$name/seed$seed" --seed $seed $FIXED "$@"
+  done
+}
+ablate no-bn "$WORK/authors/store" $THEIRS --no-context-norm
+ablate torch-init "$WORK/authors/store" $THEIRS --init default
+ablate adamw-batch-cycles "$WORK/authors/store" $OURS --context-norm --init xavier
+ablate corpus-norm "$WORK/authors/store" $THEIRS --norm corpus
+ablate none-of-theirs "$WORK/authors/store" $OURS --no-context-norm --init default
+ablate features-25ms-10ms-64mels "$WORK/store" $THEIRS
+sertune compare --n-att 1 --out "$WORK/ablation/table" "recipe=$WORK/authors/experiment-untuned" \
+  "$WORK"/ablation/{no-bn,torch-init,adamw-batch-cycles,none-of-theirs,features-25ms-10ms-64mels,corpus-norm}
+
 #    The full study:
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors"
 
 # 2. One speaker-independent split (train 1-16, validation 17-20, test 21-24), then a random split.
 EXP=$WORK/experiment
-t sertune prepare --data "$DATA" --store "$WORK/store"
 t sertune tune --store "$WORK/store" --experiment-dir "$EXP" --num-samples 30 --epochs 60 \
   --grace-period 10 --reduction-factor 3 --search-seed 0
 t sertune sweep --store "$WORK/store" --experiment-dir "$EXP" --seeds 10 --n-att 1,2,4,8,16,32,64
