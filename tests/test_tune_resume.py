@@ -4,9 +4,11 @@ The CLI runs in a subprocess, in its own session, with its own local Ray (on loo
 private temp dir given by RAY_TMPDIR); a test kills whatever is left of the sessions it opened
 at the end -- never `ray stop`, which would stop every Ray on the machine.
 
-What a rerun restores is Tune's experiment snapshot (`experiment_state-*.json`, rewritten
-every ~10 s), so the tests decide what "progress before the interruption" means from that
-snapshot, read after the kill, rather than from result.json files that may be newer.
+What a rerun restores is Tune's experiment snapshot (`experiment_state-*.json`, rewritten every
+10 s at most by default; every second here, through Ray's TUNE_GLOBAL_CHECKPOINT_S, so that short
+trials on a fast machine are caught mid-run), so the tests decide what "progress before the
+interruption" means from that snapshot, read after the kill, rather than from result.json files
+that may be newer.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class _Runs:
         self.cmd, self.work = cmd, work
         self.procs = Procs()
         self.tmpdir = self.procs.tempdir("rr")
-        self.env = clean_env(RAY_TMPDIR=self.tmpdir)
+        self.env = clean_env(RAY_TMPDIR=self.tmpdir, TUNE_GLOBAL_CHECKPOINT_S="1")
 
     def start(self, name: str) -> tuple[subprocess.Popen, Path]:
         log = self.work / f"{name}.log"
@@ -148,8 +150,8 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume):
 
     On a fast machine an epoch of the synthetic store takes ~50 ms, so the window in which a
     trial is past its first checkpoint and not yet done must not hang on ASHA letting one
-    through: with the first rung at epoch 25 every trial spends epochs 6-25 in it (four forced
-    snapshots, one per checkpoint), whatever ASHA decides there."""
+    through: with the first rung at epoch 25 every trial spends epochs 6-25 in it, whatever ASHA
+    decides there, and the snapshot is rewritten every second."""
     num_samples, epochs = 6, 100
     runs = runs_resume(num_samples, epochs, grace_period=25)
     exp = _tune_path(runs)
@@ -162,7 +164,7 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume):
         return f"no snapshot to interrupt in 240s: {snap}"
 
     proc, log1 = runs.start("tune1")
-    # Polled often: Tune rewrites the snapshot at every trial checkpoint (num_to_keep=1).
+    # Polled often: the snapshot is rewritten every second.
     _poll_running(proc, log1, "the kill", not_interruptible, timeout=240, interval=0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
