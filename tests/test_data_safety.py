@@ -142,6 +142,20 @@ def test_second_sweep_of_an_experiment_is_refused(tmp_path):
         holder.wait()
 
 
+
+def test_second_tune_of_an_experiment_is_refused(tmp_path):
+    from sertune.experiment import TuneSettings
+    from sertune.trials.tune import run_tune
+
+    holder = hold_lock(str(tmp_path / "exp" / "tune" / "tune"))
+    try:
+        with pytest.raises(TrialError, match=f"tune.lock: a tune run of this experiment is held by pid {holder.pid}"):
+            run_tune(str(tmp_path / "no-store"), str(tmp_path / "exp"), TrainConfig(), {}, TuneSettings())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "exp" / "tune" / "tune").exists()  # refused before Tune made anything
+
 def test_waiting_appender_gives_up_with_one_line(tmp_path, monkeypatch):
     from sertune import results
 

@@ -19,7 +19,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from sertune import fsutil, paths
+from sertune import fsutil, locks, paths
 from sertune.config import TUNED_KNOBS, TrainConfig
 from sertune.errors import ConfigError, TrialError
 from sertune.experiment import TuneSettings, differences, identity
@@ -108,7 +108,13 @@ def _check_finished(grid, num_samples: int) -> None:
 
 def run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings,
              watch: tracking.Watch = tracking.Watch()) -> dict:
-    """Run (or resume) the search; write best_config.json and trials.parquet; return the best."""
+    """Run (or resume) the search; write best_config.json and trials.parquet; return the best.
+    One tune run per experiment at a time: two would write the same Tune folder and study."""
+    with locks.hold(fsutil.join(paths.tune_dir(exp), NAME), "a tune run of this experiment", TrialError):
+        return _run_tune(store, exp, base, space, s, watch)
+
+
+def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings, watch: tracking.Watch) -> dict:
     manifest = read_manifest(store)
     if base.n_att != 1:
         raise ConfigError("the tune stage tunes the N_att = 1 baseline")
