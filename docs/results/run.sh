@@ -21,14 +21,14 @@ t() { local s=$(date +%s); "$@"; echo "$1 $2: $(( $(date +%s) - s )) s" >> "$WOR
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors" --no-tune --n-att 1,64 --seeds 10
 
 # 1b. The ablation of the level: N_att = 1 on the authors' folds at the recipe's fixed values,
-#     one thing changed per variant, seeds 0 and 1 (`sertune train`, no Ray), then one table.
+#     one thing changed per variant, seeds 0-2 (`sertune train`, no Ray), then one table.
 t sertune prepare --data "$DATA" --store "$WORK/store"  # sertune's default features (25 ms / 10 ms, 64 mels)
 FIXED="--n-att 1 --actor-folds authors-5fold --epochs 100 --lr 0.0039 --batch-size 16 --dropout 0.13 --weight-decay 0.0019"
 THEIRS="--optimizer adam --restart-epochs 5 --eta-min-ratio 0.01 --context-norm --init xavier"
 OURS="--optimizer adamw --restart-epochs 0 --cycles 3 --eta-min-ratio 0"
 ablate() {  # name store flags...
   local name=$1 store=$2; shift 2
-  for seed in 0 1; do
+  for seed in 0 1 2; do
     [ -f "$WORK/ablation/$name/seed$seed/result.json" ] ||
       t sertune train --store "$store" --out "$WORK/ablation/$name/seed$seed" --seed $seed $FIXED "$@"
   done

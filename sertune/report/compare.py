@@ -20,6 +20,7 @@ from sertune.config import RUNTIME_FIELDS
 from sertune.errors import ConfigError, ResultsError
 from sertune.experiment import differences
 from sertune.report.stats import NotComputable, welch
+from sertune.report.tables import _pval as pvalue
 
 FILES = ("compare.md", "compare.csv", "compare.json")
 # What a row's configuration may vary in within one arm: the arm is its seeds.
@@ -147,7 +148,7 @@ def markdown(table: pd.DataFrame, n_att: int) -> str:
         elif math.isnan(r["ci_low"]):
             delta, p = f"{r['diff']:+.4f} (no test: < 2 seeds)", "—"
         else:
-            delta, p = f"{r['diff']:+.4f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", f"{r['p']:.3f}"
+            delta, p = f"{r['diff']:+.4f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", pvalue(r["p"])
         lines.append(f"| {r['label']} | {r['differs'] or 'reference'} | {r['n']} | {_pm(r['uar_mean'], r['uar_std'])} "
                      f"| {delta} | {p} | {r['code_versions']} |")
     return "\n".join(lines) + "\n"
