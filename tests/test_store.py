@@ -71,11 +71,15 @@ def test_rebuild_is_noop_force_rebuilds_other_params_refused(synth_corpus, synth
     assert r.exit_code == 0 and "up to date" in r.output
     assert (store / "manifest.json").read_bytes() == first
     r = prepare("--data", data, "--store", store, "--hop-ms", "20")
-    assert r.exit_code == 4 and "other feature parameters" in r.output and "--force" in r.output
+    assert r.exit_code == 4 and "other feature parameters (hop_ms 10.0 → 20.0)" in r.output and "--force" in r.output
     r = prepare("--data", data, "--store", store, "--hop-ms", "20", "--force")
     assert r.exit_code == 0
     assert read_manifest(str(store))["features"]["hop_ms"] == 20.0
     assert leftovers(store) == []
+    next(data.glob("Actor_*/*.wav")).unlink()  # the same parameters over another corpus
+    r = prepare("--data", data, "--store", store, "--hop-ms", "20")
+    assert r.exit_code == 4 and "exists with another corpus (the names or contents of its audio files differ" in r.output
+    assert read_manifest(str(store))["features"]["hop_ms"] == 20.0
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])

@@ -161,15 +161,18 @@ def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> Bui
         if force or not fsutil.exists(fsutil.join(plan.store, MANIFEST)):
             return plan  # an interrupted build of ours, or one of another schema the user asked to replace
         raise StoreError(f"{e.message}; refusing to overwrite it") from None
-    same = old["features"] == config.to_dict() and old["corpus"]["fingerprint"] == plan.fingerprint
     if force:
         return plan
-    if same:
+    new = config.to_dict()
+    changed = [k for k in sorted(old["features"].keys() | new.keys()) if old["features"].get(k) != new.get(k)]
+    if changed:
+        what = "other feature parameters (" + ", ".join(f"{k} {old['features'].get(k)} → {new.get(k)}" for k in changed) + ")"
+    elif old["corpus"]["fingerprint"] != plan.fingerprint:
+        # Also what a store built before content fingerprints (sertune 0.1.0+c8c937a) reports.
+        what = "another corpus (the names or contents of its audio files differ from --data's)"
+    else:
         return None
-    raise StoreError(
-        f"{plan.store}: exists with other feature parameters or another corpus; "
-        "pass --force to rebuild it or choose another --store"
-    )
+    raise StoreError(f"{plan.store}: exists with {what}; pass --force to rebuild it or choose another --store")
 
 
 def is_sertune_store(location: str) -> bool:
