@@ -115,6 +115,11 @@ def with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**missing) if missing else df
 
 
+def _as_row(record: dict) -> dict:
+    """A row of the table from a record holding at least its columns (a later column may be missing)."""
+    return {c: record.get(c, LATER_COLUMNS.get(c)) for c in RESULT_COLUMNS}
+
+
 def read_results(location: str) -> pd.DataFrame:
     """A full sweep results table, schema-checked."""
     return validate(with_later_columns(read_table(location)), RESULT_COLUMNS, str(location))
@@ -137,7 +142,7 @@ def read_train_results(location: str) -> pd.DataFrame:
                 row = json.loads(stream.read())
             except ValueError as e:
                 raise ResultsError(f"{f}: not a JSON result ({e})") from None
-        rows.append({c: row.get(c, LATER_COLUMNS.get(c)) for c in RESULT_COLUMNS})
+        rows.append(_as_row(row))
     return validate(pd.DataFrame(rows), RESULT_COLUMNS, str(location))
 
 
@@ -173,7 +178,7 @@ def append_rows(location: str, rows: list[dict]) -> pd.DataFrame:
 
 def _append_unlocked(location: str, rows: list[dict]) -> pd.DataFrame:
     old = read_results(location) if fsutil.exists(location) else empty()
-    new = pd.DataFrame([{c: r.get(c, LATER_COLUMNS.get(c)) for c in RESULT_COLUMNS} for r in rows])
+    new = pd.DataFrame([_as_row(r) for r in rows])
     keys = set(zip(old["n_att"], old["seed"]))
     new = new[[(a, s) not in keys for a, s in zip(new["n_att"], new["seed"])]]
     new = new.drop_duplicates(list(KEY))

@@ -77,8 +77,9 @@ def load_arm(spec: str, n_att: int | None) -> Arm:
 
 
 def _config(row: pd.Series) -> dict:
+    """What defines the arm: the training configuration less PER_RUN, and the store."""
     cfg = {k: v for k, v in json.loads(row["config"]).items() if k not in PER_RUN}
-    return {"config": cfg, "store": row["store_hash"]}
+    return {**cfg, "store": row["store_hash"]}
 
 
 def _check_one_configuration(rows: pd.DataFrame, location: str) -> None:
@@ -87,18 +88,13 @@ def _check_one_configuration(rows: pd.DataFrame, location: str) -> None:
         diff = differences(first, _config(row))
         if diff:
             raise ResultsError(f"{location}: seed {row['seed']} differs from seed {rows.iloc[0]['seed']} in "
-                               f"{', '.join(d.removeprefix('config.') for d in diff)}: not one configuration")
+                               f"{', '.join(diff)}: not one configuration")
 
 
 def what_differs(reference: Arm, arm: Arm) -> str:
     """``name: reference value → this value`` for each field of the configuration (and the store)."""
     a, b = _config(reference.rows.iloc[0]), _config(arm.rows.iloc[0])
-    parts = []
-    for key in differences(a, b):
-        section, name = key.split(".", 1) if "." in key else (key, "")
-        old, new = (a[section].get(name), b[section].get(name)) if name else (a[section], b[section])
-        parts.append(f"{name or section}: {_show(old)} → {_show(new)}")
-    return "; ".join(parts)
+    return "; ".join(f"{key}: {_show(a.get(key))} → {_show(b.get(key))}" for key in differences(a, b))
 
 
 def _show(v) -> str:
