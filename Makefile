@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 # instead of a multi-GB CUDA build. Set TORCH_SPEC/PIP_TORCH_ARGS for a CUDA or CPU-index build.
 TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
+# Test processes: most of the suite's time is waiting (Ray starting, nodes declared dead, killed
+# drivers rerun), so two overlap well even on 2 cores. Each file stays on one worker (its
+# module fixtures run once). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test install clean
 
@@ -21,7 +25,7 @@ demo: $(BIN)/.installed
 	$(BIN)/sertune demo --workdir sertune-demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) sertune-demo

@@ -1,9 +1,10 @@
 """The command line as a user meets it: a sweep kept as CSV, the exits for a table of another
-store (7) and for a Ray error (8), and `sertune demo` from start to end."""
+store (7) and for a Ray error (8), and `sertune demo` from start to end, as a user sees it."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 
@@ -114,12 +115,25 @@ def test_ray_error_exits_8(ray_local, monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("Error: RayTaskError(ValueError): ") and "not a sertune error" in err[0], err
 
 
-@pytest.mark.slow  # every stage, 9 trials: about a minute on 2 idle cores
-def test_demo_end_to_end(tmp_path, ray_local):
+@pytest.mark.slow  # every stage, 9 trials: about 40 s on 2 idle cores
+def test_demo_end_to_end(tmp_path):
+    """`sertune demo` as a user runs it (a subprocess with its own Ray, output not a terminal):
+    it writes the corpus, builds the store, tunes, sweeps at the tuned configuration and
+    reports; everything it prints is sertune's lines -- no Ray output or warning -- and ends
+    with the table and the report's files."""
+    from proctools import Procs, clean_env, tail, wait_or_fail
+
     work = tmp_path / "demo"
-    # 4 epochs, not 2: the default space samples up to 4 cycles (see test_tune's cycles test).
-    r = run("demo", "--workdir", work, "--actors", 6, "--epochs", 4, "--tune-samples", 2, "--seeds", 1)
-    assert r.exit_code == 0, r.output
+    procs = Procs()
+    try:
+        log = tmp_path / "demo.log"
+        # 4 epochs, not 2: the default space samples up to 4 cycles (see test_tune's cycles test).
+        cmd = [sys.executable, "-m", "sertune", "demo", "--workdir", str(work), "--actors", "6", "--epochs", "4",
+               "--tune-samples", "2", "--seeds", "1", "--num-cpus", "2"]
+        proc = procs.popen(cmd, clean_env(RAY_TMPDIR=procs.tempdir("demo")), log)
+        assert wait_or_fail(proc, 900, log, "sertune demo") == 0, tail(log)
+    finally:
+        assert not procs.close()
     exp = work / "experiment"
     assert len(list((work / "corpus").glob("Actor_*/*.wav"))) == 360
     assert load_store(str(work / "store")).manifest["corpus"]["n_actors"] == 6
@@ -133,4 +147,14 @@ def test_demo_end_to_end(tmp_path, ray_local):
     table = pd.read_csv(exp / "report" / "table.csv")
     assert list(table.model) == [f"LSTM-v-{n}" for n in (1, 2, 4, 8, 16, 32, 64)] and (table.n == 1).all()
     assert table.uar_mean.tolist() == pytest.approx(sweep.sort_values("n_att").uar.tolist())
-    assert (exp / "report" / "table.md").read_text() in r.output
+
+    out = log.read_text()
+    assert (exp / "report" / "table.md").read_text() in out
+    lines = out.splitlines()
+    # 2 tune and 7 sweep trials, but one seed: the report adds a warning per N_att (14 lines)
+    assert len(lines) <= 60, "\n".join(lines)
+    for line in lines:
+        assert line.isprintable(), repr(line)
+        assert not re.search(r"[╭╰│{}]|WARNING|\wWarning|INFO|\(raylet\)|Trial status|token", line), line
+    assert re.search(r"/demo/store: 360 utterances of 6 actors in \d+ shards", out), lines[:3]
+    assert re.fullmatch(r"Report written to .*/demo/experiment/report: table\.md, .*uar_vs_natt\.png.*", lines[-1])

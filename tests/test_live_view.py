@@ -197,38 +197,3 @@ def test_an_interrupted_run_is_not_summed_up_as_done():
     view.on_experiment_end([old, a, b])
     assert view.summary().startswith("sweep interrupted after ")
     assert view.summary().endswith(": 2/4 done, 0 running, 1 pending, 1 interrupted, 0 failed")
-
-
-@pytest.mark.slow
-def test_demo_output_fits_on_a_screen(tmp_path, tmp_path_factory):
-    """`sertune demo` as a subprocess (its own Ray): everything it writes to stdout and stderr,
-    not a terminal, is sertune's lines -- no Ray output or warning -- and it ends with the table
-    and the report's files."""
-    import shutil
-    import sys
-    from pathlib import Path
-
-    from proctools import Procs, clean_env, synthetic_store, tail, wait_or_fail
-
-    store = Path(synthetic_store(tmp_path_factory))
-    work = tmp_path / "demo"
-    shutil.copytree(store.parent / "corpus", work / "corpus")
-    shutil.copytree(store, work / "store")
-    procs = Procs()
-    try:
-        log = tmp_path / "demo.log"
-        cmd = [sys.executable, "-m", "sertune", "demo", "--workdir", str(work), "--actors", "6", "--epochs", "4",
-               "--tune-samples", "2", "--seeds", "1", "--num-cpus", "2"]
-        proc = procs.popen(cmd, clean_env(RAY_TMPDIR=procs.tempdir("demo")), log)
-        assert wait_or_fail(proc, 900, log, "sertune demo") == 0, tail(log)
-    finally:
-        assert not procs.close()
-    lines = log.read_text().splitlines()
-    # 2 tune and 7 sweep trials, but one seed: the report adds a warning per N_att (14 lines)
-    assert len(lines) <= 60, "\n".join(lines)
-    for line in lines:
-        assert line.isprintable(), repr(line)
-        assert not re.search(r"[╭╰│{}]|WARNING|\wWarning|INFO|\(raylet\)|Trial status|token", line), line
-    assert lines[0].endswith("up to date (same corpus and feature parameters); --force rebuilds it")
-    assert any(x.startswith("| LSTM-v-64 | 1 |") for x in lines), lines  # the table, then its notes
-    assert re.fullmatch(r"Report written to .*/demo/experiment/report: table\.md, .*uar_vs_natt\.png.*", lines[-1])

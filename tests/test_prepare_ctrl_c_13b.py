@@ -16,7 +16,7 @@ import time
 import pytest
 from proctools import Procs, clean_env, cmdline, tail, wait_gone, wait_or_fail
 
-PROGRESS = re.compile(r"MFCC:.*?\| *(\d+)/(\d+)")
+PROGRESS = re.compile(r"MFCC: (\d+)/(\d+) utterances")  # a log: a line per tenth done
 
 
 def _progress(log) -> tuple[int, int] | None:

@@ -159,3 +159,24 @@ def test_results_table_round_trips_through_csv(tmp_path):
     again = results.read_results(path)
     assert sorted(zip(again.n_att, again.seed)) == [(1, 0), (1, 1), (2, 1), (4, 0)]
     assert again.set_index(["n_att", "seed"]).loc[(1, 0), "uar"] == 0.4375
+
+
+def test_prepare_progress_is_ten_lines_in_a_log_and_nothing_when_off():
+    """Not a terminal (a log, a job's output): a line at each tenth, not hundreds of bar redraws."""
+    import io
+
+    from sertune.store.prepare import progress_meter
+
+    log = io.StringIO()
+    with progress_meter(360, True, out=log) as update:
+        for _ in range(359):
+            update(1)
+        assert len(log.getvalue().splitlines()) == 9  # 90 % reached at 324, 100 % not yet
+        update(1)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("MFCC: 36/360 utterances (10 %, ")
+    assert lines[-1].startswith("MFCC: 360/360 utterances (100 %, ")
+    quiet = io.StringIO()
+    with progress_meter(360, False, out=quiet) as update:
+        update(360)
+    assert quiet.getvalue() == ""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import ray
 from tqdm import tqdm
 
@@ -41,12 +46,33 @@ def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, s
         plan = plan_build(data, store, config, force)
         if plan is None:
             return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
-        with ray_runtime.connect(address, num_cpus, num_gpus), tqdm(
-            total=len(plan.table), unit="utt", desc="MFCC", disable=not progress, dynamic_ncols=True
-        ) as bar:
+        with ray_runtime.connect(address, num_cpus, num_gpus), progress_meter(len(plan.table), progress) as update:
             with fsutil.storage_errors(plan.store):  # the driver's writes and the tasks' (their errors come back here)
-                manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=bar.update)
+                manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=update)
     return manifest, summary(plan.store, manifest)
+
+
+@contextmanager
+def progress_meter(total: int, show: bool, out=None) -> Iterator[Callable[[int], None]]:
+    """``update(n)`` for n more utterances done: a bar on a terminal; elsewhere (a log, a job's
+    output) a line at every tenth, since a bar's redraws would be hundreds of lines there."""
+    out = out or sys.stderr
+    if not show:
+        yield lambda n=1: None
+    elif out.isatty():
+        with tqdm(total=total, unit="utt", desc="MFCC", dynamic_ncols=True, file=out) as bar:
+            yield bar.update
+    else:
+        start, state = time.monotonic(), {"done": 0, "tenth": 0}
+
+        def update(n: int = 1) -> None:
+            state["done"] += n
+            tenth = state["done"] * 10 // max(total, 1)
+            if tenth > state["tenth"]:
+                state["tenth"] = tenth
+                print(f"MFCC: {state['done']}/{total} utterances ({tenth * 10} %, {time.monotonic() - start:.0f} s)",
+                      file=out, flush=True)
+        yield update
 
 
 def summary(store: str, manifest: dict) -> str:
