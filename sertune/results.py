@@ -35,6 +35,7 @@ RESULTS_SCHEMA = pa.schema(
         ("config", pa.string()),  # JSON of the TrainConfig
         ("protocol", pa.string()),  # JSON: split kind, actors per part, folds
         ("store_hash", pa.string()),
+        ("features", pa.string()),  # JSON: the store's feature parameters (what its hash stands for)
         ("code_version", pa.string()),
         ("node", pa.string()),
         ("wall_time_s", pa.float64()),
@@ -106,7 +107,7 @@ def read_table(location: str) -> pd.DataFrame:
 
 
 # Columns added after tables were first written, with what an older table's rows mean.
-LATER_COLUMNS = {"fold_uar": "[]"}
+LATER_COLUMNS = {"fold_uar": "[]", "features": "{}"}  # "{}": not recorded
 
 
 def with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -194,15 +195,17 @@ def done_pairs(location: str) -> set[tuple[int, int]]:
     return set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
 
 
-def result_row(cfg, r, store_hash: str, code_version: str, node_ip: str = "local") -> dict:
-    """The results row of one finished run (``cfg``: TrainConfig, ``r``: TrainResult); the same
-    for a sweep trial (``node_ip``: its Ray node) and for `sertune train` (no Ray: "local")."""
+def result_row(cfg, r, store: dict, code_version: str, node_ip: str = "local") -> dict:
+    """The results row of one finished run (``cfg``: TrainConfig, ``r``: TrainResult, ``store``:
+    the store's manifest); the same for a sweep trial (``node_ip``: its Ray node) and for
+    `sertune train` (no Ray: "local")."""
     row = {
         "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "fold_uar": json.dumps(r.fold_uars), "val_uar": r.val_uar,
         "best_epoch": r.best_epoch, "epochs": r.epochs,
         "confusion": json.dumps(r.confusion),
         "config": cfg.to_json(), "protocol": json.dumps(r.protocol, sort_keys=True),
-        "store_hash": store_hash, "code_version": code_version,
+        "store_hash": store["store_hash"], "features": json.dumps(store["features"], sort_keys=True),
+        "code_version": code_version,
         "node": socket.gethostname() + "/" + node_ip, "wall_time_s": r.wall_time_s,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -110,3 +110,21 @@ def test_labels_and_uris():
     uri = "s3://bucket/exp/sweep/results.parquet?endpoint_override=127.0.0.1:9000&scheme=http"
     assert parse_spec(uri) == ("results", uri)
     assert parse_spec(f"v64={uri}") == ("v64", uri)
+
+
+def test_another_store_is_shown_by_its_feature_parameters(arms):
+    """Arms on two stores: the table names the feature parameters that differ (the rows record
+    their store's), then the hashes; rows from before features were recorded show the hash only."""
+    from sertune.report.compare import Arm, what_differs
+
+    root, _ = arms
+    ref = results.read_train_results(str(root / "ref"))
+    assert json.loads(ref.features[0])["hop_ms"] == 10.0  # what the synthetic store was built with
+    other = ref.assign(store_hash="0123456789abcdef",
+                       features=[json.dumps({**json.loads(f), "hop_ms": 20.0, "n_mels": 40}) for f in ref.features])
+    shown = what_differs(Arm("ref", "a", ref), Arm("hop20", "b", other))
+    assert shown == f"features.hop_ms: 10.0 → 20.0; features.n_mels: 64 → 40; store: {ref.store_hash[0]} → 0123456789abcdef"
+    same_features = ref.assign(store_hash="0123456789abcdef")  # another corpus or build, same parameters
+    assert what_differs(Arm("ref", "a", ref), Arm("c", "c", same_features)) == f"store: {ref.store_hash[0]} → 0123456789abcdef"
+    older = other.assign(features="{}")
+    assert what_differs(Arm("ref", "a", ref), Arm("old", "d", older)) == f"store: {ref.store_hash[0]} → 0123456789abcdef"

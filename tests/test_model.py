@@ -136,7 +136,7 @@ def test_bf16_precision_trains_and_is_recorded(synth_store):
         return
     r = train(cfg, fs)
     assert r.uar > 0.25 and r.protocol["folds"][0]["test_actors"] == [5, 6]
-    row = results.result_row(cfg, r, fs.store_hash, "test")
+    row = results.result_row(cfg, r, fs.manifest, "test")
     assert json.loads(row["config"])["precision"] == "bf16"
-    fp32 = results.result_row(cfg.replace(precision="fp32"), r, fs.store_hash, "test")
+    fp32 = results.result_row(cfg.replace(precision="fp32"), r, fs.manifest, "test")
     assert json.loads(fp32["config"])["precision"] == "fp32"  # the row records the run's precision, not a constant

@@ -63,8 +63,9 @@ def test_pooled_uar_and_per_fold_uars(synth_store):
     assert len(r.fold_uars) == 3 and r.protocol["uar"] == "pooled over folds"
     from sertune import results
 
-    row = results.result_row(TrainConfig(), r, "h", "v")
+    row = results.result_row(TrainConfig(), r, fs.manifest, "v")
     assert json.loads(row["fold_uar"]) == pytest.approx(r.fold_uars)
+    assert row["store_hash"] == fs.store_hash and json.loads(row["features"]) == fs.manifest["features"]
 
 
 def test_random_k_fold_is_stratified_and_not_ignored(synth_store):

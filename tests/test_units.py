@@ -138,7 +138,7 @@ def _row(n_att: int, seed: int, **changes) -> dict:
     recall = dict(zip(results.RECALL_COLUMNS, [0.5, 0.25, float("nan"), 1.0, 0.0, 0.75, 0.5, 0.125]))
     row = {"n_att": n_att, "seed": seed, "uar": 0.4375, "fold_uar": "[0.4375]", "val_uar": 0.5, "best_epoch": 3, "epochs": 4, **recall,
            "confusion": "[[1, 0], [0, 1]]", "config": TrainConfig(n_att=n_att, seed=seed).to_json(),
-           "protocol": '{"split": "speaker"}', "store_hash": "0123456789abcdef", "code_version": "0.1.0+abc",
+           "protocol": '{"split": "speaker"}', "store_hash": "0123456789abcdef", "features": '{"hop_ms": 10.0}', "code_version": "0.1.0+abc",
            "node": "host/127.0.0.2", "wall_time_s": 12.5, "finished_at": "2026-11-25T22:00:00+00:00"}
     return {**row, **changes}
 

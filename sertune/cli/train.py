@@ -35,7 +35,7 @@ def train(store, out, **opts):
                    f"best {m['best_val_uar']:.4f}  {m['epoch_time_s']:.2f}s")
 
     result = run(cfg, fs, on_epoch=show)
-    row = results.result_row(cfg, result, fs.store_hash, code_version())
+    row = results.result_row(cfg, result, fs.manifest, code_version())
     save_model(fsutil.join(out, "model.pt"), result.checkpoint, store)  # weights first: a result.json always has its model
     fsutil.write_bytes_atomic(fsutil.join(out, "result.json"), json.dumps({**row, "history": result.history}, indent=2).encode())
     click.echo(f"val UAR {result.val_uar:.4f} (best epoch {result.best_epoch})  "

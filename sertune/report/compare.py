@@ -91,10 +91,23 @@ def _check_one_configuration(rows: pd.DataFrame, location: str) -> None:
                                f"{', '.join(diff)}: not one configuration")
 
 
+def _features(row: pd.Series) -> dict:
+    """The store's feature parameters as the row recorded them ({} in rows from before they were)."""
+    return {f"features.{k}": v for k, v in json.loads(row.get("features") or "{}").items()}
+
+
 def what_differs(reference: Arm, arm: Arm) -> str:
-    """``name: reference value → this value`` for each field of the configuration (and the store)."""
+    """``name: reference value → this value`` for each field of the configuration, then, where
+    the stores differ, each feature parameter that does (when both rows recorded them) and the
+    store hashes: equal parameters with other hashes mean another corpus or another build."""
     a, b = _config(reference.rows.iloc[0]), _config(arm.rows.iloc[0])
-    return "; ".join(f"{key}: {_show(a.get(key))} → {_show(b.get(key))}" for key in differences(a, b))
+    keys = differences(a, b)
+    if "store" in keys:
+        fa, fb = _features(reference.rows.iloc[0]), _features(arm.rows.iloc[0])
+        if fa and fb:
+            a, b = {**a, **fa}, {**b, **fb}
+            keys = [k for k in keys if k != "store"] + differences(fa, fb) + ["store"]
+    return "; ".join(f"{key}: {_show(a.get(key))} → {_show(b.get(key))}" for key in keys)
 
 
 def _show(v) -> str:

@@ -56,7 +56,7 @@ def train_trial(config: dict, inputs: TrialInputs) -> None:
     if inputs.experiment_dir:  # before the row: a row in the table always has its model
         save_model(paths.sweep_model(inputs.experiment_dir, cfg.n_att, cfg.seed), result.checkpoint, inputs.store)
     if inputs.emit_row:
-        row = results.result_row(cfg, result, fs.store_hash, inputs.code_version, ray.util.get_node_ip_address())
+        row = results.result_row(cfg, result, fs.manifest, inputs.code_version, ray.util.get_node_ip_address())
         tune.report({"best_val_uar": result.val_uar, "row": json.dumps(row)})
 
 
