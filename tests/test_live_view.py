@@ -20,10 +20,11 @@ from sertune.cli import cli
 from sertune.trials.progress import LiveView
 
 EVENT = r"\[\d+:\d\d\] "
+LEFT = r"( \(about \d+:\d\d left\))?"  # after a trial's line while others remain
 TUNE_LINES = [
     r"tune: 4 trials; Ray's output: .*/logs/tune-\d{8}-\d{6}\.log",
     EVENT + r"\d/4 trial \w+: validation UAR 0\.\d{4} \((stopped by ASHA at epoch [123]|all 4 epochs)\) "
-            r"batch_size=(16|32) cycles=1 dropout=\S+ lr=\S+ weight_decay=\S+; best so far 0\.\d{4}",
+            r"batch_size=(16|32) cycles=1 dropout=\S+ lr=\S+ weight_decay=\S+; best so far 0\.\d{4}" + LEFT,
     r"tune finished in \d+:\d\d: 4/4 done \(\d stopped early\), 0 running, 0 pending, 0 failed; best validation UAR 0\.\d{4}",
     r"best validation UAR 0\.\d{4} with lr=\S+, batch_size=\d+, dropout=\S+, weight_decay=\S+, cycles=1",
     r"hyperparameter importances( \(over \d+ full-budget trials\): .*|: \d+ full-budget trial\(s\): too few for importances)",
@@ -32,7 +33,7 @@ TUNE_LINES = [
 ]
 SWEEP_LINES = [
     r"sweep: 2 trials; Ray's output: .*/logs/sweep-\d{8}-\d{6}\.log",
-    EVENT + r"[12]/2 N_att=[12] seed=0: test UAR 0\.\d{4} \(validation 0\.\d{4}, best epoch [12]\)",
+    EVENT + r"[12]/2 N_att=[12] seed=0: test UAR 0\.\d{4} \(validation 0\.\d{4}, best epoch [12]\)" + LEFT,
     r"sweep finished in \d+:\d\d: 2/2 done, 0 running, 0 pending, 0 failed",
     r".*/sweep/results\.parquet: 2 of 2 pairs done \(2 run now, 0 already there\)",
 ]
@@ -197,3 +198,24 @@ def test_an_interrupted_run_is_not_summed_up_as_done():
     view.on_experiment_end([old, a, b])
     assert view.summary().startswith("sweep interrupted after ")
     assert view.summary().endswith(": 2/4 done, 0 running, 1 pending, 1 interrupted, 0 failed")
+
+
+def test_a_log_line_says_how_long_is_left_at_this_sessions_pace(monkeypatch, capsys):
+    """Not a terminal: each finished trial's line ends with the time left, from the trials this
+    session finished (a restored run's earlier trials would make the pace look faster)."""
+    now = [100.0]
+    monkeypatch.setattr("sertune.trials.progress.time.monotonic", lambda: now[0])
+    view = LiveView("sweep", 4, 4, tty=False, pairs=[(1, 0), (1, 1), (2, 0), (2, 1)])
+    old, a, b = _trial("old", "TERMINATED"), _trial("a", "RUNNING", pair=(1, 1)), _trial("b", "RUNNING", pair=(2, 0))
+    view.setup()
+    view.on_step_end(0, [old, a, b])  # "old" finished in an earlier session
+    now[0] += 600
+    a.status = "TERMINATED"
+    view.on_trial_complete(1, [old, a, b], a)  # 1 trial in 10 min here; 2 of 4 left
+    now[0] += 300
+    b.status = "TERMINATED"
+    view.on_trial_complete(2, [old, a, b], b)  # 2 in 15 min; 1 left
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "[10:00] 2/4 N_att=1 seed=1 (about 20:00 left)"
+    assert lines[2] == "[15:00] 3/4 N_att=2 seed=0 (about 7:30 left)"
+    assert view.timing() == "15:00 elapsed, about 7:30 left"

@@ -51,6 +51,7 @@ class LiveView(tune.Callback):
         self.failed: set[str] = set()
         self.interrupted: set[str] = set()  # ended by Ctrl-C or a kill of the driver, not finished
         self.retries = 0
+        self.finished_here = 0  # trials finished in this session: the pace (a restored run holds earlier ones)
         self._observed = False
         self.statuses: Counter = Counter()
         self._drawn, self._last_draw = 0, 0.0
@@ -70,6 +71,7 @@ class LiveView(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         self.done[trial.trial_id] = result
+        self.finished_here += 1
         self._observe(trials)
         self._event(self._finished_line(trial, result))
 
@@ -122,10 +124,17 @@ class LiveView(tune.Callback):
         return (f"{len(self.done)}/{self.total} done{early}, {running} running, {pending} pending{cut}, "
                 f"{len(self.failed)} failed")
 
+    def left(self) -> float | None:
+        """Seconds still to go at this session's pace (None before its first finished trial or
+        when nothing is left). Under ASHA a rough guide: stopped trials are quicker."""
+        remaining = self.total - len(self.done) - len(self.failed) - len(self.interrupted)
+        if not self.finished_here or remaining <= 0:
+            return None
+        return (time.monotonic() - self.t0) / self.finished_here * remaining
+
     def timing(self) -> str:
-        elapsed = time.monotonic() - self.t0
-        left = len(self.done) and elapsed / len(self.done) * (self.total - len(self.done) - len(self.failed))
-        return f"{clock(elapsed)} elapsed" + (f", about {clock(left)} left" if left else "")
+        left = self.left()
+        return f"{clock(time.monotonic() - self.t0)} elapsed" + (f", about {clock(left)} left" if left else "")
 
     def summary(self) -> str:
         ended = "interrupted after" if self.interrupted else "finished in"
@@ -179,7 +188,8 @@ class LiveView(tune.Callback):
             self._line(text)
             self._draw()
         else:
-            self._line(f"[{clock(time.monotonic() - self.t0)}] {text}")
+            left = self.left()
+            self._line(f"[{clock(time.monotonic() - self.t0)}] {text}" + (f" (about {clock(left)} left)" if left else ""))
 
     def _line(self, text: str) -> None:
         sys.stdout.write(text + "\n")
