@@ -24,6 +24,15 @@ def tune_trials(exp: str) -> str:
     return fsutil.join(exp, "tune", "trials.parquet")
 
 
+def tune_curves(exp: str) -> str:
+    """Every tune trial's validation UAR per epoch (the search picture's data)."""
+    return fsutil.join(exp, "tune", "curves.parquet")
+
+
+def tune_figure(exp: str) -> str:
+    return fsutil.join(exp, "tune", "search.png")
+
+
 def sweep_dir(exp: str) -> str:
     return fsutil.join(exp, "sweep")
 

@@ -28,7 +28,7 @@ TUNE_LINES = [
     r"tune finished in \d+:\d\d: 4/4 done \(\d stopped early\), 0 running, 0 pending, 0 failed; best validation UAR 0\.\d{4}",
     r"best validation UAR 0\.\d{4} with lr=\S+, batch_size=\d+, dropout=\S+, weight_decay=\S+, cycles=1",
     r"hyperparameter importances( \(over \d+ full-budget trials\): .*|: \d+ full-budget trial\(s\): too few for importances)",
-    r"-> .*/tune/best_config\.json  \(all trials: .*/tune/trials\.parquet\)",
+    r"-> .*/tune/best_config\.json  \(all trials: .*/tune/trials\.parquet; the search drawn: .*/tune/search\.png\)",
     r"Optuna study 'exp': optuna-dashboard sqlite:////.*/exp/tune/optuna\.db",
 ]
 SWEEP_LINES = [
@@ -91,6 +91,12 @@ def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
             assert t.state == optuna.trial.TrialState.COMPLETE and t.value == pytest.approx(row["best_val_uar"])
         assert max(t.intermediate_values) == row["training_iteration"]  # the per-epoch values, the last included
     best = json.loads((exp / "tune" / "best_config.json").read_text())
+    curves = pd.read_parquet(exp / "tune" / "curves.parquet")  # the search picture's data: every epoch of every trial
+    ran = curves.groupby("trial_id")["epoch"].agg(["max", "count"])
+    assert ran["max"].to_dict() == ran["count"].to_dict() == dict(zip(trials["trial_id"], trials["training_iteration"]))
+    last = curves.sort_values("epoch").groupby("trial_id")["best_val_uar"].last()
+    assert last.to_dict() == pytest.approx(dict(zip(trials["trial_id"], trials["best_val_uar"])))
+    assert (exp / "tune" / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     complete = (~trials["stopped_early"]).sum()
     assert best["n_stopped_early"] == trials["stopped_early"].sum()
     if complete >= 2:

@@ -66,6 +66,20 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
         click.echo(f"hyperparameter importances ({best['importances_note']}): {ranked}")
     else:
         click.echo(f"hyperparameter importances: {best['importances_note']}")
-    click.echo(f"-> {paths.best_config(exp)}  (all trials: {paths.tune_trials(exp)})")
+    _draw_search(exp, best, base.epochs, settings)
+    click.echo(f"-> {paths.best_config(exp)}  (all trials: {paths.tune_trials(exp)}; the search drawn: "
+               f"{paths.tune_figure(exp)})")
     if best["optuna_storage"]:
         click.echo(f"Optuna study {best['optuna_study']!r}: optuna-dashboard {best['optuna_storage']}")
+
+
+def _draw_search(exp: str, best: dict, max_epochs: int, settings) -> None:
+    """EXP/tune/search.png from the files the tune wrote (curves.parquet, trials.parquet)."""
+    from sertune import fsutil, paths, results
+    from sertune.report.search import asha_rungs, pick_knob, search_png
+
+    curves, trials = results.read_table(paths.tune_curves(exp)), results.read_table(paths.tune_trials(exp))
+    knob, why = pick_knob(best["importances"], trials)
+    rungs = asha_rungs(min(settings.grace_period, max_epochs), settings.reduction_factor, max_epochs)
+    png = search_png(curves, trials, str(best["trial_id"]), max_epochs, rungs, knob, why)
+    fsutil.write_bytes_atomic(paths.tune_figure(exp), png)

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import asdict
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ray import tune
@@ -152,6 +153,7 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
     }
     fsutil.write_bytes_atomic(paths.best_config(exp), json.dumps(summary, indent=2).encode())
     _write_trials(grid, paths.tune_trials(exp), base.epochs)
+    _write_curves(grid, paths.tune_curves(exp))
     return summary
 
 
@@ -162,6 +164,27 @@ def _write_trials(grid, location: str, max_epochs: int) -> None:
         df[col] = df[col].astype(str)  # mixed-type columns cannot go to Parquet as they are
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
+    fsutil.write_bytes_atomic(location, buf.getvalue())
+
+
+CURVE_COLUMNS = ("trial_id", "epoch", "val_uar", "best_val_uar", "timestamp")
+
+
+def _write_curves(grid, location: str) -> None:
+    """One row per trial and epoch it ran (ASHA-stopped trials end early): what the search
+    looked like, for its picture."""
+    frames = []
+    for r in grid:
+        m = r.metrics_dataframe
+        if m is None or m.empty or "val_uar" not in m:
+            continue  # a trial that errored before its first epoch
+        frames.append(pd.DataFrame({"trial_id": str(r.metrics.get("trial_id", "")),
+                                    "epoch": m["training_iteration"].astype("int64"),
+                                    "val_uar": m["val_uar"].astype(float), "best_val_uar": m["best_val_uar"].astype(float),
+                                    "timestamp": m["timestamp"].astype("int64")}))  # orders the trials as they ran
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(CURVE_COLUMNS))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df[list(CURVE_COLUMNS)], preserve_index=False), buf)
     fsutil.write_bytes_atomic(location, buf.getvalue())
 
 

@@ -1,0 +1,99 @@
+"""The tune's search, drawn: every trial's running-best validation UAR per epoch (where ASHA
+stopped it), each trial's result in the order the trials ran, and the result against the most
+important knob. What `sertune tune` writes as EXP/tune/search.png."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sertune.report.figures import _png
+
+
+def asha_rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int]:
+    """The epochs at which ASHA compares trials: grace·rf^k below the full budget."""
+    rungs, r = [], grace_period
+    while r < max_epochs:
+        rungs.append(r)
+        r *= reduction_factor
+    return rungs
+
+
+def pick_knob(importances: dict | None, trials: pd.DataFrame) -> tuple[str | None, str]:
+    """The knob for the third panel and why: the most important numeric one by Optuna's
+    importances, else lr if it was searched; (None, "") when neither."""
+    numeric = [k for k in (importances or {}) if pd.api.types.is_numeric_dtype(trials.get(f"config/{k}", pd.Series(dtype=object)))]
+    if numeric:
+        return numeric[0], "the most important knob"
+    if "config/lr" in trials and trials["config/lr"].nunique() > 1:
+        return "lr", "importances not computable"
+    return None, ""
+
+
+def search_png(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_epochs: int,
+               rungs: list[int], knob: str | None = None, why: str = "") -> bytes:
+    return _png(search_figure(curves, trials, best_trial, max_epochs, rungs, knob, why))
+
+
+def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_epochs: int,
+                  rungs: list[int], knob: str | None = None, why: str = "") -> Figure:
+    """``curves``: trial_id, epoch, best_val_uar, timestamp (tune's curves.parquet); ``trials``:
+    Tune's per-trial frame (trials.parquet); ``knob``: a searched numeric knob for the third
+    panel, ``why`` it was chosen."""
+    knob_col = f"config/{knob}" if knob else None
+    third = knob_col is not None and knob_col in trials and trials[knob_col].nunique() > 1
+    fig = Figure(figsize=(15.0 if third else 10.5, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3 if third else 2)
+    by_trial = {tid: c.sort_values("epoch") for tid, c in curves.groupby("trial_id")}
+    full = {tid for tid, c in by_trial.items() if c["epoch"].max() >= max_epochs}
+
+    ax = axes[0]
+    for tid, c in by_trial.items():
+        if tid != best_trial:
+            ax.plot(c["epoch"], c["best_val_uar"], lw=0.8, color="C0" if tid in full else "0.7",
+                    alpha=0.9 if tid in full else 0.7)
+            if tid not in full:  # where ASHA stopped it (a trial stopped at its first epoch is only this mark)
+                ax.plot(c["epoch"].iloc[-1], c["best_val_uar"].iloc[-1], "x", color="0.55", ms=4)
+    if best_trial in by_trial:
+        c = by_trial[best_trial]
+        ax.plot(c["epoch"], c["best_val_uar"], lw=2.2, color="C3", label=f"best trial {best_trial}")
+        ax.legend(loc="best", fontsize=8)
+    for r in rungs:
+        ax.axvline(r, ls=":", lw=0.8, color="0.4")
+    ax.set(xlabel="epoch (dotted: ASHA rungs)", ylabel="best validation UAR so far",
+           title=f"{len(by_trial)} trials ({len(full)} full budget, grey: stopped by ASHA)")
+    ax.title.set_fontsize(10)
+
+    ax = axes[1]
+    order = sorted(by_trial, key=lambda t: by_trial[t]["timestamp"].min())
+    final = np.array([by_trial[t]["best_val_uar"].iloc[-1] for t in order])
+    x = np.arange(1, len(order) + 1)
+    is_full = np.array([t in full for t in order])
+    ax.scatter(x[~is_full], final[~is_full], marker="x", color="0.55", s=22, label="stopped by ASHA (at its last epoch)")
+    ax.scatter(x[is_full], final[is_full], color="C0", s=26, label="full budget")
+    running = np.maximum.accumulate(np.where(is_full, final, -np.inf))
+    shown = np.isfinite(running)
+    if shown.any():
+        ax.step(x[shown], running[shown], where="post", color="C3", lw=1.2, label="best full-budget so far")
+    ax.set(xlabel="trial, in the order they ran", ylabel="best validation UAR", title="The search")
+    ax.title.set_fontsize(10)
+    ax.legend(loc="best", fontsize=8)
+
+    if third:
+        ax = axes[2]
+        t = trials.set_index(trials["trial_id"].astype(str))
+        ids = [i for i in order if i in t.index]
+        v = t.loc[ids, knob_col].astype(float).to_numpy()
+        y = np.array([by_trial[i]["best_val_uar"].iloc[-1] for i in ids])
+        f = np.array([i in full for i in ids])
+        ax.scatter(v[~f], y[~f], marker="x", color="0.55", s=22)
+        ax.scatter(v[f], y[f], color="C0", s=26)
+        if (v > 0).all() and v.max() / v.min() > 20:
+            ax.set_xscale("log")
+        ax.set(xlabel=knob, ylabel="best validation UAR", title=f"against {knob}" + (f" ({why})" if why else ""))
+        ax.title.set_fontsize(10)
+    fig.tight_layout()
+    return fig
