@@ -157,6 +157,14 @@ def test_real_corpus_full_build(real_16k, tmp_path, ray_local):
     assert sum(s["n_utterances"] for s in m["shards"]) == 1440
     fs = load_store(str(store))
     assert fs.features.shape[0] == 1440 and 290 <= fs.lengths.min() and fs.lengths.max() <= 540
+    # The same bits wherever MFCC are computed: Ray's workers run one BLAS thread, this process
+    # (as `predict` does) two; unpinned, the mel product rounded differently (up to 1e-4).
+    from threadpoolctl import threadpool_limits
+
+    i = int(fs.lengths.argmax())
+    with threadpool_limits(2):
+        direct, _ = MfccExtractor(FeatureConfig())(str(real_16k / fs.meta["source"].iloc[i]))
+    assert np.array_equal(fs.features[i, : len(direct)].numpy(), direct)
 
 
 def test_normalization_uses_training_speakers_only(synth_store):

@@ -8,6 +8,7 @@ import librosa
 import numpy as np
 import scipy.fft
 import soundfile as sf
+from threadpoolctl import ThreadpoolController
 
 from sertune.config import FeatureConfig
 from sertune.errors import CorpusError
@@ -67,6 +68,19 @@ def _load_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int, str | Non
     return np.ascontiguousarray(y, dtype=np.float32), sr, warning
 
 
+_BLAS: ThreadpoolController | None = None
+
+
+def _one_blas_thread():
+    """The mel product on one BLAS thread, so MFCC are the same bits wherever they are computed:
+    split over more threads the product rounds differently (up to 1e-4 on RAVDESS), which made a
+    store's shards and hash, and `predict`'s features, depend on the machine's thread count."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()  # finds the BLAS libraries once; each limit is then microseconds
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 class MfccExtractor:
     """One per worker: the mel filterbank is built once, not per file."""
 
@@ -97,6 +111,7 @@ class MfccExtractor:
         y, sr, warning = _load_audio(path, c.sample_rate)
         if len(y) < c.win_length:
             raise CorpusError(f"{path}: too short ({len(y)} samples, shorter than one {c.win_ms} ms window)")
-        mel = self.mel_basis @ self.power_spectrogram(y)
+        with _one_blas_thread():
+            mel = self.mel_basis @ self.power_spectrogram(y)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=c.n_mfcc)
         return np.ascontiguousarray(mfcc.T, dtype=np.float32), sr, warning
