@@ -126,5 +126,7 @@ def test_another_store_is_shown_by_its_feature_parameters(arms):
     assert shown == f"features.hop_ms: 10.0 → 20.0; features.n_mels: 64 → 40; store: {ref.store_hash[0]} → 0123456789abcdef"
     same_features = ref.assign(store_hash="0123456789abcdef")  # another corpus or build, same parameters
     assert what_differs(Arm("ref", "a", ref), Arm("c", "c", same_features)) == f"store: {ref.store_hash[0]} → 0123456789abcdef"
+    tuned = ref.assign(config=[json.dumps({**json.loads(c), "lr": 0.00788923903316778}) for c in ref.config])
+    assert what_differs(Arm("ref", "a", ref), Arm("t", "t", tuned)).endswith(" → 0.007889")
     older = other.assign(features="{}")
     assert what_differs(Arm("ref", "a", ref), Arm("old", "d", older)) == f"store: {ref.store_hash[0]} → 0123456789abcdef"

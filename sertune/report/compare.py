@@ -117,6 +117,8 @@ def _show(v) -> str:
         return str(v).lower()
     if isinstance(v, str) and len(v) > 16:
         return v[:12] + "…"
+    if isinstance(v, float) and len(str(v)) > 8:
+        return f"{v:.4g}"  # a tuned value, 0.2818382299508379: four digits tell arms apart
     return str(v)
 
 
