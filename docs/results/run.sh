@@ -43,10 +43,15 @@ sertune compare --n-att 1 --out "$WORK/ablation/table" "recipe=$WORK/authors/exp
   "$WORK"/ablation/{no-bn,torch-init,adamw-batch-cycles,none-of-theirs,features-25ms-10ms-64mels,corpus-norm}
 
 # 1c. Tuned on validation UAR, as far as time allowed for docs/results/authors-5fold-tuned: 32 of the
-#     recipe's 100 Optuna trials, then N_att 1 and 64 at the best configuration, seed by seed
-#     (rerunning with more --seeds adds seeds; the tune is restored, not rerun):
-t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors" --num-samples 32 --n-att 1,64 --seeds 20
-sertune compare --n-att 1 "untuned=$WORK/authors/experiment-untuned" "tuned=$WORK/authors/experiment"
+#     recipe's 100 Optuna trials, then N_att 1 and 64 at the best configuration, 10 seeds; then more
+#     seeds of the same two arms (the sweep reads the tuned configuration from the experiment;
+#     stopped by the clock, rerun to go on), a report, and tuned against untuned:
+t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors" --num-samples 32 --n-att 1,64 --seeds 10
+t sertune sweep --store "$WORK/authors/store" --experiment-dir "$WORK/authors/experiment" --n-att 1,64 --seeds 20
+sertune report --experiment-dir "$WORK/authors/experiment"
+for n in 1 64; do
+  sertune compare --n-att $n "untuned=$WORK/authors/experiment-untuned" "tuned=$WORK/authors/experiment"
+done
 
 #    The full study (100 trials, 7 N_att x 10 seeds) is another experiment: its own workdir.
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors-full"

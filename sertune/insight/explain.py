@@ -4,7 +4,6 @@ shared between the vectors, per emotion. No pyplot (figures are drawn on Agg can
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +14,8 @@ from matplotlib.figure import Figure
 from sertune.audio.labels import EMOTIONS
 from sertune.insight.models import FoldModel
 from sertune.insight.predict import model_input
+from sertune.report.figures import png_bytes
 from sertune.store.load import FeatureSet
-
-DPI = 100
 
 
 @dataclass
@@ -49,12 +47,6 @@ def win_shares(utts: list[UtteranceAttention], n_att: int) -> tuple[np.ndarray, 
         shares[:, u.label] += np.bincount(u.winner, weights=u.alpha, minlength=n_att)
         counts[u.label] += 1
     return shares / np.maximum(counts, 1), counts
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
 
 
 def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float) -> bytes:
@@ -89,7 +81,7 @@ def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float) -> bytes:
         del sc
     axes[-1].set_xlabel("time (s)" + ("; dot size: α_t" if n_att > 1 else ""))
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def shares_png(shares: np.ndarray, counts: np.ndarray, title: str) -> bytes:
@@ -114,4 +106,4 @@ def shares_png(shares: np.ndarray, counts: np.ndarray, title: str) -> bytes:
     bx.tick_params(axis="x", labelsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)

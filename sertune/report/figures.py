@@ -17,7 +17,8 @@ FIGSIZE = (6.0, 4.0)
 DPI = 100
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes (every figure sertune writes: report, tune search, explain)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
@@ -37,7 +38,7 @@ def kde_selection(summary: pd.DataFrame, kde_n_att: list[int] | None = None) -> 
 
 
 def kde_png(df: pd.DataFrame, n_atts: list[int]) -> bytes:
-    return _png(kde_figure(df, n_atts))
+    return png_bytes(kde_figure(df, n_atts))
 
 
 def kde_figure(df: pd.DataFrame, n_atts: list[int]) -> Figure:
@@ -81,7 +82,7 @@ def kde_figure(df: pd.DataFrame, n_atts: list[int]) -> Figure:
 
 
 def uar_vs_natt_png(df: pd.DataFrame, summary: pd.DataFrame) -> bytes:
-    return _png(uar_vs_natt_figure(df, summary))
+    return png_bytes(uar_vs_natt_figure(df, summary))
 
 
 def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame) -> Figure:
@@ -135,7 +136,7 @@ def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame) -> Figure:
 
 
 def confusion_png(sums: dict[int, np.ndarray], n_atts: list[int]) -> bytes:
-    return _png(confusion_figure(sums, n_atts))
+    return png_bytes(confusion_figure(sums, n_atts))
 
 
 def confusion_figure(sums: dict[int, np.ndarray], n_atts: list[int]) -> Figure:

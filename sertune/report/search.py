@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sertune.report.figures import _png
+from sertune.report.figures import png_bytes
 
 
 def asha_rungs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int]:
@@ -34,7 +34,7 @@ def pick_knob(importances: dict | None, trials: pd.DataFrame) -> tuple[str | Non
 
 def search_png(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_epochs: int,
                rungs: list[int], knob: str | None = None, why: str = "") -> bytes:
-    return _png(search_figure(curves, trials, best_trial, max_epochs, rungs, knob, why))
+    return png_bytes(search_figure(curves, trials, best_trial, max_epochs, rungs, knob, why))
 
 
 def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_epochs: int,
