@@ -49,6 +49,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
     axes = fig.subplots(1, 3 if third else 2)
     by_trial = {tid: c.sort_values("epoch") for tid, c in curves.groupby("trial_id")}
     full = {tid for tid, c in by_trial.items() if c["epoch"].max() >= max_epochs}
+    last = {tid: c["best_val_uar"].iloc[-1] for tid, c in by_trial.items()}  # each trial's result
 
     ax = axes[0]
     for tid, c in by_trial.items():
@@ -56,7 +57,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
             ax.plot(c["epoch"], c["best_val_uar"], lw=0.8, color="C0" if tid in full else "0.7",
                     alpha=0.9 if tid in full else 0.7)
             if tid not in full:  # where ASHA stopped it (a trial stopped at its first epoch is only this mark)
-                ax.plot(c["epoch"].iloc[-1], c["best_val_uar"].iloc[-1], "x", color="0.55", ms=4)
+                ax.plot(c["epoch"].iloc[-1], last[tid], "x", color="0.55", ms=4)
     if best_trial in by_trial:
         c = by_trial[best_trial]
         ax.plot(c["epoch"], c["best_val_uar"], lw=2.2, color="C3", label=f"best trial {best_trial}")
@@ -69,7 +70,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
 
     ax = axes[1]
     order = sorted(by_trial, key=lambda t: by_trial[t]["timestamp"].min())
-    final = np.array([by_trial[t]["best_val_uar"].iloc[-1] for t in order])
+    final = np.array([last[t] for t in order])
     x = np.arange(1, len(order) + 1)
     is_full = np.array([t in full for t in order])
     ax.scatter(x[~is_full], final[~is_full], marker="x", color="0.55", s=22, label="stopped by ASHA (at its last epoch)")
@@ -87,7 +88,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
         t = trials.set_index(trials["trial_id"].astype(str))
         ids = [i for i in order if i in t.index]
         v = t.loc[ids, knob_col].astype(float).to_numpy()
-        y = np.array([by_trial[i]["best_val_uar"].iloc[-1] for i in ids])
+        y = np.array([last[i] for i in ids])
         f = np.array([i in full for i in ids])
         ax.scatter(v[~f], y[~f], marker="x", color="0.55", s=22)
         ax.scatter(v[f], y[f], color="C0", s=26)
