@@ -225,3 +225,12 @@ def test_a_log_line_says_how_long_is_left_at_this_sessions_pace(monkeypatch, cap
     assert lines[1] == "[10:00] 2/4 N_att=1 seed=1 (about 20:00 left)"
     assert lines[2] == "[15:00] 3/4 N_att=2 seed=0 (about 7:30 left)"
     assert view.timing() == "15:00 elapsed, about 7:30 left"
+
+
+def test_the_log_the_first_line_names_is_there_to_open(tmp_path, capsys):
+    log = tmp_path / "exp" / "logs" / "sweep-1.log"
+    view = LiveView("sweep", 3, 2, str(log), tty=False)
+    view.setup()
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"sweep: 3 trials; Ray's output: {log}"
+    assert log.read_text().endswith("sertune sweep: 3 trials; Ray's output follows\n")

@@ -8,6 +8,8 @@ control characters. Both end with a one-line summary. Runs in the driver as a Tu
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import sys
 import time
 from collections import Counter
@@ -61,7 +63,16 @@ class LiveView(tune.Callback):
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.t0 = time.monotonic()
         where = f"; Ray's output: {self.log_path}" if self.log_path else ""
+        if self.log_path:
+            self._open_log()
         self._line(f"{self.stage}: {self.total} trials{where}")
+
+    def _open_log(self) -> None:
+        """The file the first line names must be there to open: Ray may not have logged anything yet."""
+        os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} sertune {self.stage}: {self.total} trials; "
+                    "Ray's output follows\n")
 
     def on_step_end(self, iteration, trials, **info):
         self._observe(trials)
