@@ -91,6 +91,14 @@ def test_tune_asha_stops_early_and_writes_best_config(synth_store, tmp_path, ray
     cfg = load_best_config(str(exp / "tune" / "best_config.json"))
     assert isinstance(cfg, TrainConfig) and cfg.n_att == 1 and cfg.epochs == 6
     assert 1e-4 <= cfg.lr <= 1e-2 and cfg.batch_size in (16, 32)
+    # Rerun as it was: nothing to do, and best_config.json keeps who made it and when.
+    published = exp / "tune" / "best_config.json"
+    published.write_text(json.dumps({**best, "code_version": "an-earlier-commit", "created_at": "2026-01-01"}, indent=2))
+    before = published.read_bytes()
+    r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 6,
+            "--epochs", 6, "--grace-period", 1, "--reduction-factor", 2, "--max-concurrent", 2)
+    assert r.exit_code == 0, r.output
+    assert published.read_bytes() == before, "rerunning a finished tune restamped its best configuration"
     r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 8,
             "--epochs", 6, "--grace-period", 1, "--reduction-factor", 2)
     assert r.exit_code == 2 and "differs in settings.num_samples" in r.output

@@ -151,9 +151,28 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
         "code_version": code_version(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    fsutil.write_bytes_atomic(paths.best_config(exp), json.dumps(summary, indent=2).encode())
+    summary = _publish(summary, paths.best_config(exp))
     _write_trials(grid, paths.tune_trials(exp), base.epochs)
     _write_curves(grid, paths.tune_curves(exp))
+    return summary
+
+
+PROVENANCE = ("code_version", "created_at")  # who wrote the file and when, not what was found
+
+
+def _publish(summary: dict, location: str) -> dict:
+    """Write best_config.json, unless it already holds this result: rerunning a finished tune
+    must not restamp the file with the rerun's code version and time (the sweep's rows name the
+    configuration they ran by those)."""
+    if fsutil.exists(location):
+        try:
+            old = json.loads(fsutil.read_bytes(location))
+        except ValueError:
+            old = None
+        strip = lambda d: {k: v for k, v in d.items() if k not in PROVENANCE}  # noqa: E731
+        if isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(summary))):
+            return old
+    fsutil.write_bytes_atomic(location, json.dumps(summary, indent=2).encode())
     return summary
 
 
