@@ -39,7 +39,7 @@ def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path, monkey
         n_att = int(x.data.tags["n_att"])
         row = rows.loc[n_att]
         assert x.info.status == "FINISHED"
-        assert x.data.tags["seed"] == "0" and x.data.tags["stage"] == "sweep"
+        assert x.data.tags["seed"] == "0" and x.data.tags["stage"] == "sweep" and x.data.tags["sertune.experiment"] == str(exp)
         assert x.data.tags["store_hash"] == store_hash and x.data.tags["code_version"] == row["code_version"]
         config = json.loads(row["config"])
         assert {k: x.data.params[k] for k in ("n_att", "epochs", "lr", "batch_size")} == \
@@ -100,3 +100,27 @@ def test_resumed_trial_continues_its_mlflow_run(tmp_path):
     assert only.info.run_name == "N_att=4 seed=2" and only.info.status == "FINISHED"
     assert only.data.params["n_att"] == "4" and only.data.tags["sertune.trial_id"] == "abc_00001"
     assert [m.step for m in client.get_metric_history(only.info.run_id, "val_uar")] == [1, 2]
+
+
+def test_runs_a_killed_driver_left_running_are_marked_killed_on_the_next_start(tmp_path):
+    """A SIGKILLed driver never ends its runs. The next start of the stage on the same experiment
+    ends them KILLED; another experiment of the same name (another folder) keeps its own."""
+    from sertune.config import TrainConfig
+    from sertune.trials.tracking import EXPERIMENT_TAG, MlflowTrials
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+
+    def callback(where, stage="sweep"):
+        c = MlflowTrials(uri, "exp", TrainConfig(), {"store_hash": "h", "code_version": "v", EXPERIMENT_TAG: where}, stage)
+        c.setup()
+        return c
+
+    killed, other, tuning = callback("/a/exp"), callback("/b/exp"), callback("/a/exp", "tune")
+    killed.log_trial_start(_Trial("s_00000", {"pair": [1, 0]}))
+    other.log_trial_start(_Trial("s_00001", {"pair": [1, 0]}))
+    tuning.log_trial_start(_Trial("t_00000", {}))
+    callback("/a/exp")  # the rerun of the sweep whose driver was killed
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    status = {(x.data.tags[EXPERIMENT_TAG], x.data.tags["stage"]): x.info.status for x in runs}
+    assert status == {("/a/exp", "sweep"): "KILLED", ("/b/exp", "sweep"): "RUNNING", ("/a/exp", "tune"): "RUNNING"}

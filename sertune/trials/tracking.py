@@ -4,7 +4,9 @@ Optuna study (for optuna-dashboard). All run in the driver.
 - TensorBoard: one event file per trial with the per-epoch metrics under their own names.
 - MLflow: one run per trial (Ray's MLflowLoggerCallback), the whole TrainConfig as params,
   per-epoch metrics, a sweep trial's test UAR and per-class recall; tagged with n_att, seed,
-  store hash and code version. A resumed run continues its MLflow run instead of adding another.
+  store hash, code version and experiment directory. A resumed run continues its MLflow run
+  instead of adding another; runs a killed driver left RUNNING are marked KILLED when the stage
+  next starts on that experiment (its lock says no other driver is writing them).
 - Optuna: the searcher keeps its study in memory (a restore from Tune's snapshot is then
   exact) and copies every finished trial into an RDB storage, where it is found by its Ray
   trial id, so a resumed tune adds to the same study. Trials that ASHA stopped early are told
@@ -27,6 +29,7 @@ from sertune.trials.trainable import trial_config
 
 EPOCH_METRICS = ("train_loss", "val_uar", "best_val_uar", "epoch_time_s")
 TRIAL_TAG = "sertune.trial_id"
+EXPERIMENT_TAG = "sertune.experiment"  # the experiment directory: MLflow experiments are named by its last part only
 log = logging.getLogger("ray.tune.sertune")
 
 
@@ -60,8 +63,21 @@ class MlflowTrials(MLflowLoggerCallback):
     def setup(self, *args, **kwargs):
         import mlflow
 
-        ensure_experiment(mlflow.MlflowClient(tracking_uri=self.tracking_uri), self.experiment_name, self.tracking_uri)
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        ensure_experiment(client, self.experiment_name, self.tracking_uri)
+        self._end_abandoned(client)
         super().setup(*args, **kwargs)
+
+    def _end_abandoned(self, client) -> None:
+        """A driver killed mid-trial never ends its runs; this stage holds the experiment's lock
+        now, so its RUNNING runs are such leftovers (a trial that goes on sets its run RUNNING again)."""
+        where = self.tags.get(EXPERIMENT_TAG, "")
+        if not where or "'" in where:  # no tag (or one MLflow's filter cannot quote): leave runs alone
+            return
+        exp = client.get_experiment_by_name(self.experiment_name)
+        found = f"tags.`{EXPERIMENT_TAG}` = '{where}' and tags.stage = '{self.stage}' and attributes.status = 'RUNNING'"
+        for run in client.search_runs([exp.experiment_id], filter_string=found):
+            client.set_terminated(run.info.run_id, status="KILLED")
 
     def log_trial_start(self, trial):
         if trial in self._trial_runs:
@@ -252,8 +268,11 @@ class Watch:
 def mlflow_callback(watch: Watch, exp: str, stage: str, base: TrainConfig, store_hash: str, code: str):
     if not watch.mlflow:
         return []
+    from sertune import fsutil
+
+    where = fsutil.normalize(fsutil.split_query(exp)[0])  # the same experiment however its endpoint is given
     return [MlflowTrials(mlflow_uri(watch.mlflow), experiment_name(exp), base,
-                         {"store_hash": store_hash, "code_version": code}, stage)]
+                         {"store_hash": store_hash, "code_version": code, EXPERIMENT_TAG: where}, stage)]
 
 
 def experiment_name(exp: str) -> str:
