@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 import tempfile
@@ -27,8 +26,10 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]  # the tests' moto server on loopback, not a copy of it
 from _common import REAL_DATA, SYNTHETIC, corpus, median, table  # noqa: E402
+from s3tools import moto_server, s3_env  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -37,16 +38,8 @@ def s3_endpoint(endpoint: str | None):
     if endpoint:
         yield endpoint
         return
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def measure(root: str, data: str, args) -> list:
@@ -89,9 +82,8 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, s3_endpoint(args.endpoint) as endpoint:
-        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_EC2_METADATA_DISABLED="true")
-        for k, v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
-            os.environ.setdefault(k, v)  # moto takes any key; a real server's come from the environment
+        for k, v in s3_env(endpoint).items():  # moto takes any key; a real server's come from the environment
+            os.environ[k] = v if k in ("AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED") else os.environ.get(k, v)
         if not args.endpoint:
             import boto3
 
