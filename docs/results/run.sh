@@ -45,9 +45,11 @@ sertune compare --n-att 1 --out "$WORK/ablation/table" "recipe=$WORK/authors/exp
 # 1c. Tuned on validation UAR, as far as time allowed for docs/results/authors-5fold-tuned: 32 of the
 #     recipe's 100 Optuna trials, then N_att 1 and 64 at the best configuration, 10 seeds; then more
 #     seeds of the same two arms (the sweep reads the tuned configuration from the experiment;
-#     stopped by the clock, rerun to go on), a report, and tuned against untuned:
+#     stopped by the clock, rerun to go on), the other five N_att at 10 seeds (the paper's grid),
+#     a report, and tuned against untuned:
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors" --num-samples 32 --n-att 1,64 --seeds 10
 t sertune sweep --store "$WORK/authors/store" --experiment-dir "$WORK/authors/experiment" --n-att 1,64 --seeds 20
+t sertune sweep --store "$WORK/authors/store" --experiment-dir "$WORK/authors/experiment" --n-att 2,4,8,16,32 --seeds 10
 sertune report --experiment-dir "$WORK/authors/experiment"
 for n in 1 64; do
   sertune compare --n-att $n "untuned=$WORK/authors/experiment-untuned" "tuned=$WORK/authors/experiment"
