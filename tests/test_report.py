@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from scipy.special import betainc
 
 from sertune.cli.report import report as report_command
-from sertune.report import figures
+from sertune.report import figures, render_report
 from sertune.report.summary import summarize
 
 DATA = {
@@ -156,6 +156,28 @@ def test_stats_json(rendered):
     assert cmp64["computable"] is True
     assert cmp64["t"] == pytest.approx(exp["t"], rel=1e-6)
     assert cmp64["df"] > 0
+
+
+def test_trend_over_n_att(rendered):
+    """The least-squares line of UAR on log2 N_att over all 16 runs, worked out with polyfit and
+    the incomplete beta function, in stats.json and under the table."""
+    _, out, _ = rendered
+    x = np.log2([n for n, us in DATA.items() for _ in us])
+    y = np.array([u for us in DATA.values() for u in us])
+    slope, intercept = np.polyfit(x, y, 1)
+    se = math.sqrt(np.sum((y - intercept - slope * x) ** 2) / (len(y) - 2) / np.sum((x - x.mean()) ** 2))
+    trend = json.loads((out / "stats.json").read_text())["trend"]
+    assert trend["slope_per_doubling"] == pytest.approx(slope) and trend["intercept"] == pytest.approx(intercept)
+    assert trend["p"] == pytest.approx(two_sided_p(slope / se, len(y) - 2), rel=1e-6)
+    assert (trend["n_runs"], trend["n_att_levels"]) == (16, 3)
+    assert f"Trend over N_att: {slope:+.4f} UAR per doubling" in (out / "table.md").read_text()
+
+
+def test_two_n_att_have_no_trend_line():
+    files = render_report(frame({1: DATA[1], 64: DATA[64]}))
+    assert "Trend" not in files["table.md"].decode()
+    assert json.loads(files["stats.json"])["trend"] == {"computable": False,
+                                                         "note": "2 N_att value(s); a trend needs at least 3"}
 
 
 def test_pngs_exist_and_are_real_images(rendered):

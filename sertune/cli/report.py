@@ -24,7 +24,6 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow):
     from sertune.report import class_notes, render_report, write_report
     from sertune.report.figures import kde_selection
     from sertune.report.summary import checked, report_warnings, table
-    from sertune.report.tables import markdown_table
 
     from sertune.cli.watch import check_mlflow
 
@@ -48,7 +47,7 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow):
         raise click.BadParameter(str(e), param_hint="--kde") from None
     files = render_report(df, list(kde), source, summary=summary)
     write_report(files, out)
-    click.echo(markdown_table(summary), nl=False)
+    click.echo(files["table.md"].decode(), nl=False)
     for w in report_warnings(summary):
         click.echo(f"Warning: {w}", err=True)
     for note in class_notes(files):

@@ -20,6 +20,7 @@ from sertune.report.figures import confusion_png, kde_png, kde_selection, uar_vs
 from sertune.report.summary import BASELINE, checked, table
 from sertune.report.tables import (class_csv, class_document, class_latex, class_markdown, csv_table, latex_table,
                                    markdown_table, stats_document)
+from sertune.report.trend import grid_trend, trend_document
 
 FILES = ("table.md", "table.tex", "table.csv", "stats.json", "uar_kde.png", "uar_vs_natt.png")
 CLASS_FILES = ("per_class.md", "per_class.tex", "per_class.csv", "confusion.png")
@@ -41,15 +42,17 @@ def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: 
     classes = recall_table(df)
     sums = confusion_sums(df, source or "results")
     picked = confusion_selection(summary)
+    trend = grid_trend(df)
     stats = stats_document(df, summary, source)
+    stats["trend"] = trend_document(*trend)
     stats["per_class"] = class_document(classes, sums, picked if sums is not None else [])
     files = {
-        "table.md": markdown_table(summary).encode(),
+        "table.md": markdown_table(summary, trend).encode(),
         "table.tex": latex_table(summary).encode(),
         "table.csv": csv_table(summary).encode(),
         "stats.json": (json.dumps(stats, indent=2, allow_nan=False) + "\n").encode(),
         "uar_kde.png": kde_png(df, kde_selection(summary, kde_n_att)),
-        "uar_vs_natt.png": uar_vs_natt_png(df, summary),
+        "uar_vs_natt.png": uar_vs_natt_png(df, summary, trend[0]),
     }
     if classes is not None:
         files.update({"per_class.md": class_markdown(classes).encode(), "per_class.tex": class_latex(classes).encode(),

@@ -12,6 +12,7 @@ from matplotlib.ticker import NullLocator
 from scipy.stats import gaussian_kde
 
 from sertune.report.summary import BASELINE, groups, model_name
+from sertune.report.trend import Trend
 
 FIGSIZE = (6.0, 4.0)
 DPI = 100
@@ -81,12 +82,12 @@ def kde_figure(df: pd.DataFrame, n_atts: list[int]) -> Figure:
     return fig
 
 
-def uar_vs_natt_png(df: pd.DataFrame, summary: pd.DataFrame) -> bytes:
-    return png_bytes(uar_vs_natt_figure(df, summary))
+def uar_vs_natt_png(df: pd.DataFrame, summary: pd.DataFrame, trend: Trend | None = None) -> bytes:
+    return png_bytes(uar_vs_natt_figure(df, summary, trend))
 
 
-def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame) -> Figure:
-    """Mean ± std per N_att over a log2 axis, each seed as a point."""
+def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame, trend: Trend | None = None) -> Figure:
+    """Mean ± std per N_att over a log2 axis, each seed as a point; the fitted trend, if any."""
     by_n_att = groups(df)
     n_atts = summary["n_att"].to_numpy(dtype=float)
 
@@ -113,6 +114,11 @@ def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame) -> Figure:
         )  # fmt: skip
     best = summary[summary["best_mean"]]
     ax.scatter(best["n_att"], best["uar_mean"], s=160, marker="*", color="C3", zorder=4, label="best mean")
+    if trend is not None:
+        ends = np.array([n_atts.min(), n_atts.max()])
+        p = f"p = {trend.p:.2g}"
+        ax.plot(ends, trend.intercept + trend.slope * np.log2(ends), "--", color="C1", lw=1.4, zorder=2.5,
+                label=f"trend: {trend.slope:+.4f} per doubling, {p}")
 
     ax.set_xscale("log", base=2)
     lo, hi = n_atts.min(), n_atts.max()
@@ -125,8 +131,8 @@ def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame) -> Figure:
     ax.set_ylabel("Test UAR")
     ax.set_title("Test UAR against the number of attention vectors", fontsize=11)
     handles, labels = ax.get_legend_handles_labels()
-    wanted = ("mean ± std", "< 2 seeds: no std", "best mean", "single seed")
-    order = [labels.index(k) for k in wanted if k in labels]
+    wanted = ("mean ± std", "< 2 seeds: no std", "best mean", "single seed", "trend")
+    order = [i for k in wanted for i, label in enumerate(labels) if label == k or label.startswith(k + ":")]
     ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="best", frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()

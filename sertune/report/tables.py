@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sertune.report.summary import BASELINE, CONFIDENCE, TABLE_COLUMNS, model_name, report_warnings
+from sertune.report.trend import Trend, trend_line
 
 NC = "n/c"  # how a statistic the data cannot support is shown, instead of a bare NaN
 
@@ -70,7 +71,8 @@ def _legend(summary: pd.DataFrame) -> str:
     )
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
+def markdown_table(summary: pd.DataFrame, trend: tuple[Trend | None, str] = (None, "")) -> str:
+    """The table, its legend, warnings, the design table and (three N_att or more) the trend line."""
     head = ["Model", "n", "UAR mean ± std", "UAR max", "t", "p", "p (Holm)", "Hedges' g", "Δ mean [95 % CI]"]
     lines = [
         "| " + " | ".join(head) + " |",
@@ -83,6 +85,8 @@ def markdown_table(summary: pd.DataFrame) -> str:
     if notes:
         lines += ["", *(f"- {n}" for n in notes)]
     lines += design_markdown(summary)
+    if trend[0] is not None:
+        lines += ["", trend_line(*trend)]
     return "\n".join(lines) + "\n"
 
 
