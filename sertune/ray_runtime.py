@@ -120,7 +120,9 @@ def logs_to(path: str | None):
         return
     import ray  # noqa: F401  -- importing ray installs its own handler, which is replaced here
 
-    handler = _LazyFileHandler(path, encoding="utf-8", delay=True)  # no file (nor folder) if nothing is logged
+    # No file (nor folder) until something is logged: a command refused before it runs leaves none.
+    # Once trials start the live view writes a first line, so the file it names is there.
+    handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = []
     for name in QUIET_LOGGERS:

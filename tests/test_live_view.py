@@ -233,4 +233,4 @@ def test_the_log_the_first_line_names_is_there_to_open(tmp_path, capsys):
     view.setup()
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"sweep: 3 trials; Ray's output: {log}"
-    assert log.read_text().endswith("sertune sweep: 3 trials; Ray's output follows\n")
+    assert log.read_text().endswith("sertune sweep: 3 trials start\n")

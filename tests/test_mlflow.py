@@ -5,6 +5,7 @@ folder store named by SERTUNE_MLFLOW_URI)."""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from sertune.cli import cli
 from sertune.store.schema import read_manifest
 
 mlflow = pytest.importorskip("mlflow")
+HOST = socket.gethostname()
 
 
 def run(*args, env=None):
@@ -39,7 +41,8 @@ def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path, monkey
         n_att = int(x.data.tags["n_att"])
         row = rows.loc[n_att]
         assert x.info.status == "FINISHED"
-        assert x.data.tags["seed"] == "0" and x.data.tags["stage"] == "sweep" and x.data.tags["sertune.experiment"] == str(exp)
+        assert x.data.tags["seed"] == "0" and x.data.tags["stage"] == "sweep" and x.data.tags["sertune.experiment"] == f"{HOST}:{exp}"
+        assert x.data.tags["sertune.writer"] == f"{HOST}:{exp}/sweep/results.parquet"
         assert x.data.tags["store_hash"] == store_hash and x.data.tags["code_version"] == row["code_version"]
         config = json.loads(row["config"])
         assert {k: x.data.params[k] for k in ("n_att", "epochs", "lr", "batch_size")} == \
@@ -103,24 +106,26 @@ def test_resumed_trial_continues_its_mlflow_run(tmp_path):
 
 
 def test_runs_a_killed_driver_left_running_are_marked_killed_on_the_next_start(tmp_path):
-    """A SIGKILLed driver never ends its runs. The next start of the stage on the same experiment
-    ends them KILLED; another experiment of the same name (another folder) keeps its own."""
+    """A SIGKILLed driver never ends its runs. The next driver to take the same lock (here: the
+    same sweep results table) ends them KILLED; runs under other locks are left alone: another
+    results table of the same experiment (a sweep that may be running now), its tune, and an
+    experiment of the same name in another folder."""
     from sertune.config import TrainConfig
-    from sertune.trials.tracking import EXPERIMENT_TAG, MlflowTrials
+    from sertune.trials.tracking import WRITER_TAG, MlflowTrials
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
 
-    def callback(where, stage="sweep"):
-        c = MlflowTrials(uri, "exp", TrainConfig(), {"store_hash": "h", "code_version": "v", EXPERIMENT_TAG: where}, stage)
+    def callback(writer, stage="sweep"):
+        c = MlflowTrials(uri, "exp", TrainConfig(), {"store_hash": "h", "code_version": "v", WRITER_TAG: writer}, stage)
         c.setup()
         return c
 
-    killed, other, tuning = callback("/a/exp"), callback("/b/exp"), callback("/a/exp", "tune")
-    killed.log_trial_start(_Trial("s_00000", {"pair": [1, 0]}))
-    other.log_trial_start(_Trial("s_00001", {"pair": [1, 0]}))
-    tuning.log_trial_start(_Trial("t_00000", {}))
-    callback("/a/exp")  # the rerun of the sweep whose driver was killed
+    writers = {"h:/a/exp/sweep/results.parquet": "sweep", "h:/a/exp/other.parquet": "sweep",
+               "h:/a/exp/tune": "tune", "h:/b/exp/sweep/results.parquet": "sweep"}
+    for i, (writer, stage) in enumerate(writers.items()):
+        callback(writer, stage).log_trial_start(_Trial(f"t_{i:05d}", {"pair": [1, 0]} if stage == "sweep" else {}))
+    callback("h:/a/exp/sweep/results.parquet")  # the rerun of the sweep whose driver was killed
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
-    status = {(x.data.tags[EXPERIMENT_TAG], x.data.tags["stage"]): x.info.status for x in runs}
-    assert status == {("/a/exp", "sweep"): "KILLED", ("/b/exp", "sweep"): "RUNNING", ("/a/exp", "tune"): "RUNNING"}
+    status = {x.data.tags[WRITER_TAG]: x.info.status for x in runs}
+    assert status == {w: "KILLED" if w == "h:/a/exp/sweep/results.parquet" else "RUNNING" for w in writers}

@@ -51,5 +51,7 @@ def test_false_positive_rate_and_coverage_by_simulation():
 def test_two_n_att_or_a_perfect_line_is_not_a_trend():
     with pytest.raises(NotComputable, match="2 N_att value"):
         log2_trend([1, 1, 64, 64], [0.4, 0.5, 0.45, 0.5])
-    with pytest.raises(NotComputable, match="no residual"):
-        log2_trend([1, 2, 4], [0.4, 0.5, 0.6])
+    with pytest.raises(NotComputable, match="no residual"):  # a line that floating point does not hit exactly
+        log2_trend(np.repeat(GRID, 2), 0.41 + 0.0037 * np.log2(np.repeat(GRID, 2)))
+    with pytest.raises(NotComputable, match="no residual"):  # a collapsed model: the same UAR every run
+        log2_trend(np.repeat(GRID, 3), np.full(21, 0.125))

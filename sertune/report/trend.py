@@ -29,6 +29,7 @@ class Trend:
     intercept: float  # fitted UAR at N_att = 1
     n: int  # runs
     levels: int  # distinct N_att
+    confidence: float  # of the interval
 
 
 def log2_trend(n_att: ArrayLike, uar: ArrayLike, confidence: float = 0.95) -> Trend:
@@ -41,12 +42,12 @@ def log2_trend(n_att: ArrayLike, uar: ArrayLike, confidence: float = 0.95) -> Tr
     intercept = float(y.mean() - slope * x.mean())
     dof = len(x) - 2
     residual_var = float(((y - intercept - slope * x) ** 2).sum() / dof)
-    se = (residual_var / (dx @ dx)) ** 0.5
-    if se == 0:
+    if residual_var <= (1e-9 * max(float(np.abs(y).max()), 1.0)) ** 2:  # rounding, not spread
         raise NotComputable("every run lies on the line: no residual variance")
+    se = (residual_var / (dx @ dx)) ** 0.5
     half = float(sps.t.ppf(0.5 + confidence / 2, dof)) * se
     p = float(2 * sps.t.sf(abs(slope) / se, dof))
-    return Trend(slope, slope - half, slope + half, p, intercept, len(x), levels)
+    return Trend(slope, slope - half, slope + half, p, intercept, len(x), levels, confidence)
 
 
 def grid_trend(df) -> tuple[Trend | None, str]:
@@ -61,12 +62,13 @@ def trend_line(t: Trend | None, why: str) -> str:
     if t is None:
         return f"Trend over N_att: not computable ({why})."
     p = f"{t.p:.3f}" if t.p >= 0.001 else f"{t.p:.1e}"
-    return (f"Trend over N_att: {t.slope:+.4f} UAR per doubling [95 % CI {t.ci_low:+.4f}, {t.ci_high:+.4f}], "
+    return (f"Trend over N_att: {t.slope:+.4f} UAR per doubling [{t.confidence * 100:g} % CI {t.ci_low:+.4f}, "
+            f"{t.ci_high:+.4f}], "
             f"p = {p} (least squares of UAR on log2 N_att over all {t.n} runs, {t.levels} N_att).")
 
 
 def trend_document(t: Trend | None, why: str) -> dict:
     if t is None:
         return {"computable": False, "note": why}
-    return {"computable": True, "slope_per_doubling": t.slope, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p,
-            "intercept": t.intercept, "n_runs": t.n, "n_att_levels": t.levels}
+    return {"computable": True, "slope_per_doubling": t.slope, "ci_low": t.ci_low, "ci_high": t.ci_high,
+            "confidence": t.confidence, "p": t.p, "intercept": t.intercept, "n_runs": t.n, "n_att_levels": t.levels}

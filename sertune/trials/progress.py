@@ -71,8 +71,7 @@ class LiveView(tune.Callback):
         """The file the first line names must be there to open: Ray may not have logged anything yet."""
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} sertune {self.stage}: {self.total} trials; "
-                    "Ray's output follows\n")
+            f.write(f"{dt.datetime.now():%Y-%m-%d %H:%M:%S} sertune {self.stage}: {self.total} trials start\n")
 
     def on_step_end(self, iteration, trials, **info):
         self._observe(trials)

@@ -61,7 +61,7 @@ def _run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, locati
     callbacks = [ResultsWriter(location)]  # first: a row is in the table before anything reports it
     if not watch.verbose:
         callbacks.append(LiveView("sweep", len(todo), base.epochs, watch.log_path, watch.tty, pairs=todo))
-    callbacks += tracking.mlflow_callback(watch, exp, "sweep", base, store_hash, inputs.code_version)
+    callbacks += tracking.mlflow_callback(watch, exp, "sweep", base, store_hash, inputs.code_version, location)
     with fsutil.storage_errors(paths.sweep_dir(exp)):  # Tune's own reads and writes of the experiment
         sweep = tuner.make_tuner(
             inputs, s, {"pair": tune.grid_search([list(p) for p in todo])},

@@ -5,8 +5,9 @@ Optuna study (for optuna-dashboard). All run in the driver.
 - MLflow: one run per trial (Ray's MLflowLoggerCallback), the whole TrainConfig as params,
   per-epoch metrics, a sweep trial's test UAR and per-class recall; tagged with n_att, seed,
   store hash, code version and experiment directory. A resumed run continues its MLflow run
-  instead of adding another; runs a killed driver left RUNNING are marked KILLED when the stage
-  next starts on that experiment (its lock says no other driver is writing them).
+  instead of adding another; runs a killed driver left RUNNING are marked KILLED when a driver
+  next takes the same lock (the tune folder, or the sweep's results table): holding it, it knows
+  no other driver is writing them.
 - Optuna: the searcher keeps its study in memory (a restore from Tune's snapshot is then
   exact) and copies every finished trial into an RDB storage, where it is found by its Ray
   trial id, so a resumed tune adds to the same study. Trials that ASHA stopped early are told
@@ -30,6 +31,7 @@ from sertune.trials.trainable import trial_config
 EPOCH_METRICS = ("train_loss", "val_uar", "best_val_uar", "epoch_time_s")
 TRIAL_TAG = "sertune.trial_id"
 EXPERIMENT_TAG = "sertune.experiment"  # the experiment directory: MLflow experiments are named by its last part only
+WRITER_TAG = "sertune.writer"  # what the stage's lock covers, with the host for local paths
 log = logging.getLogger("ray.tune.sertune")
 
 
@@ -69,13 +71,14 @@ class MlflowTrials(MLflowLoggerCallback):
         super().setup(*args, **kwargs)
 
     def _end_abandoned(self, client) -> None:
-        """A driver killed mid-trial never ends its runs; this stage holds the experiment's lock
-        now, so its RUNNING runs are such leftovers (a trial that goes on sets its run RUNNING again)."""
-        where = self.tags.get(EXPERIMENT_TAG, "")
-        if not where or "'" in where:  # no tag (or one MLflow's filter cannot quote): leave runs alone
+        """A driver killed mid-trial never ends its runs. This driver holds the lock its runs are
+        tagged with, so RUNNING runs under that tag are such leftovers (a trial that goes on sets
+        its run RUNNING again)."""
+        writer = self.tags.get(WRITER_TAG, "")
+        if not writer or "'" in writer:  # no tag (or one MLflow's filter cannot quote): leave runs alone
             return
         exp = client.get_experiment_by_name(self.experiment_name)
-        found = f"tags.`{EXPERIMENT_TAG}` = '{where}' and tags.stage = '{self.stage}' and attributes.status = 'RUNNING'"
+        found = f"tags.`{WRITER_TAG}` = '{writer}' and attributes.status = 'RUNNING'"
         for run in client.search_runs([exp.experiment_id], filter_string=found):
             client.set_terminated(run.info.run_id, status="KILLED")
 
@@ -233,8 +236,9 @@ def claim_study(storage: str, study_name: str, exp: str) -> None:
 
 
 def importances(storage: str | None, study_name: str) -> tuple[dict | None, str]:
-    """Optuna's hyperparameter importances (its default evaluator) over the full-budget
-    (COMPLETE) trials, or None and why not."""
+    """Optuna's hyperparameter importances over the full-budget (COMPLETE) trials, or None and
+    why not. PED-ANOVA, named rather than Optuna's default: it is deterministic (Optuna 4's default,
+    fANOVA, is a random forest without a seed), so the same study always gives the same figures."""
     if not storage:
         return None, "no Optuna storage"
     import optuna
@@ -244,7 +248,7 @@ def importances(storage: str | None, study_name: str) -> tuple[dict | None, str]
     if len(complete) < 2:
         return None, f"{len(complete)} full-budget trial(s): too few for importances"
     try:
-        found = optuna.importance.get_param_importances(study)
+        found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     except (RuntimeError, ValueError) as e:
         return None, f"not computable ({e})"
     return {k: float(v) for k, v in found.items() if not math.isnan(v)}, f"over {len(complete)} full-budget trials"
@@ -265,14 +269,23 @@ class Watch:
     tty: bool | None = None  # None: whether stdout is a terminal
 
 
-def mlflow_callback(watch: Watch, exp: str, stage: str, base: TrainConfig, store_hash: str, code: str):
+def mlflow_callback(watch: Watch, exp: str, stage: str, base: TrainConfig, store_hash: str, code: str, lock: str):
+    """``lock``: the location the stage's lock guards (tune folder, sweep results table)."""
     if not watch.mlflow:
         return []
+    tags = {"store_hash": store_hash, "code_version": code, EXPERIMENT_TAG: _place(exp), WRITER_TAG: _place(lock)}
+    return [MlflowTrials(mlflow_uri(watch.mlflow), experiment_name(exp), base, tags, stage)]
+
+
+def _place(location: str) -> str:
+    """A location as one string across machines: a URI without its endpoint query (the same
+    bucket however it is reached), a local path with its host (the same path elsewhere is not it)."""
+    import socket
+
     from sertune import fsutil
 
-    where = fsutil.normalize(fsutil.split_query(exp)[0])  # the same experiment however its endpoint is given
-    return [MlflowTrials(mlflow_uri(watch.mlflow), experiment_name(exp), base,
-                         {"store_hash": store_hash, "code_version": code, EXPERIMENT_TAG: where}, stage)]
+    location = fsutil.split_query(location)[0]
+    return location if fsutil.is_uri(location) else f"{socket.gethostname()}:{fsutil.normalize(location)}"
 
 
 def experiment_name(exp: str) -> str:

@@ -123,7 +123,8 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
     if study:
         tracking.claim_study(study, tracking.experiment_name(exp), exp)
     callbacks = [LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty)] if not watch.verbose else []
-    callbacks += tracking.mlflow_callback(watch, exp, "tune", base, manifest["store_hash"], code_version())
+    callbacks += tracking.mlflow_callback(watch, exp, "tune", base, manifest["store_hash"], code_version(),
+                                          paths.tune_dir(exp))
     with fsutil.storage_errors(paths.tune_dir(exp)):
         grid = tuner.fit(_tuner(fsutil.normalize(store), exp, base, space, s, study), callbacks, watch.verbose)
         _check_finished(grid, s.num_samples)
@@ -157,13 +158,14 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
     return summary
 
 
-PROVENANCE = ("code_version", "created_at")  # who wrote the file and when, not what was found
+# Who wrote the file, when, and with what resources and retries (a rerun may change those): not what was found.
+PROVENANCE = ("code_version", "created_at", "settings")
 
 
 def _publish(summary: dict, location: str) -> dict:
     """Write best_config.json, unless it already holds this result: rerunning a finished tune
-    must not restamp the file with the rerun's code version and time (the sweep's rows name the
-    configuration they ran by those)."""
+    must not restamp the file with the rerun's code version, time and settings (the file keeps
+    those of the run that found the result)."""
     if fsutil.exists(location):
         try:
             old = json.loads(fsutil.read_bytes(location))
