@@ -86,7 +86,7 @@ def markdown_table(summary: pd.DataFrame, trend: tuple[Trend | None, str] = (Non
         lines += ["", *(f"- {n}" for n in notes)]
     lines += design_markdown(summary)
     if trend[0] is not None:
-        lines += ["", trend_line(*trend)]
+        lines += ["", trend_line(trend[0])]
     return "\n".join(lines) + "\n"
 
 

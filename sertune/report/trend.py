@@ -58,9 +58,7 @@ def grid_trend(df) -> tuple[Trend | None, str]:
         return None, str(e)
 
 
-def trend_line(t: Trend | None, why: str) -> str:
-    if t is None:
-        return f"Trend over N_att: not computable ({why})."
+def trend_line(t: Trend) -> str:
     p = f"{t.p:.3f}" if t.p >= 0.001 else f"{t.p:.1e}"
     return (f"Trend over N_att: {t.slope:+.4f} UAR per doubling [{t.confidence * 100:g} % CI {t.ci_low:+.4f}, "
             f"{t.ci_high:+.4f}], "
