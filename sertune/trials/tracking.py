@@ -8,8 +8,8 @@ Optuna study (for optuna-dashboard). All run in the driver.
   instead of adding another; runs a killed driver left RUNNING are marked KILLED when a driver
   next takes the same lock (the tune folder, or the sweep's results table): holding it, it knows
   no other driver is writing them.
-- Optuna: the searcher keeps its study in memory (a restore from Tune's snapshot is then
-  exact) and copies every finished trial into an RDB storage, where it is found by its Ray
+- Optuna: the searcher (``searcher.py``) keeps its study in memory (restored with Tune's
+  snapshot) and copies every finished trial into an RDB storage, where it is found by its Ray
   trial id, so a resumed tune adds to the same study. Trials that ASHA stopped early are told
   PRUNED (with their per-epoch values), not COMPLETE at a truncated score: TPE ranks them as
   pruned, and importances use only full-budget trials.
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
-from ray.tune.search.optuna import OptunaSearch
 
 from sertune.config import TrainConfig
 from sertune.trials.trainable import trial_config
@@ -165,44 +164,6 @@ def log_report(uri: str, experiment_name: str, files: list[str], tags: dict) -> 
 # ------------------------------------------------------------------ Optuna
 
 
-class RecordedOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells ASHA-stopped trials PRUNED and copies finished trials into
-    ``export_storage`` (an RDB URL; None: in memory only) under ``study_name``. Its own
-    study stays in memory: Ray's OptunaSearch on an RDB storage cannot be restored after a kill."""
-
-    def __init__(self, *args, max_t: int, export_storage: str | None, study_name: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_t, self.export_storage, self.study_name = max_t, export_storage, study_name
-
-    def on_trial_complete(self, trial_id, result=None, error=False):
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and trial_id not in self._completed_trials:
-            ot_trial.set_user_attr("ray_trial_id", trial_id)
-            epochs = (result or {}).get("training_iteration")
-            if epochs is not None:
-                ot_trial.set_user_attr("epochs", int(epochs))
-                if result.get(self.metric) is not None:  # Tune hands the last result here, not to on_trial_result
-                    ot_trial.report(result[self.metric], int(epochs))
-            if not error and result and epochs is not None and epochs < self.max_t:
-                ot_trial.set_user_attr("stopped_by", "ASHA")
-                self._ot_study.tell(ot_trial, state=_pruned())
-                self._completed_trials.add(trial_id)
-                self.export()
-                return
-        super().on_trial_complete(trial_id, result, error)
-        self.export()
-
-    def export(self) -> None:
-        if self.export_storage:
-            export_study(self._ot_study, self.export_storage, self.study_name)
-
-
-def _pruned():
-    from optuna.trial import TrialState
-
-    return TrialState.PRUNED
-
-
 def export_study(study, storage: str, study_name: str):
     """Add ``study``'s finished trials that ``storage`` lacks (by Ray trial id); return the stored study."""
     import optuna
@@ -291,3 +252,12 @@ def _place(location: str) -> str:
 def experiment_name(exp: str) -> str:
     """The MLflow experiment and Optuna study of an experiment directory: its name."""
     return exp.rstrip("/").rsplit("/", 1)[-1] or "sertune"
+
+
+def __getattr__(name: str):
+    # Tune experiments started before the searcher had its own module pickled it under this one.
+    if name == "RecordedOptunaSearch":
+        from sertune.trials.searcher import RecordedOptunaSearch
+
+        return RecordedOptunaSearch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ from sertune.search_space import to_tune
 from sertune.store.schema import read_manifest
 from sertune.trials import tracking, tuner
 from sertune.trials.progress import LiveView
-from sertune.trials.tracking import RecordedOptunaSearch
+from sertune.trials.searcher import ConsistentSearch, RecordedOptunaSearch
 from sertune.trials.trainable import TrialInputs
 
 METRIC, MODE = "best_val_uar", "max"
@@ -50,7 +50,7 @@ def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings
         searcher = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=base.epochs,
                               grace_period=min(s.grace_period, base.epochs), reduction_factor=s.reduction_factor)
-    config = tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
+    config = tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=ConsistentSearch(searcher), scheduler=scheduler,
                              num_samples=s.num_samples, reuse_actors=True)
     return tuner.make_tuner(inputs, s, to_tune(space), config, NAME, paths.tune_dir(exp))
 

@@ -1,0 +1,111 @@
+"""The tune stage's search algorithm: Optuna's TPE kept in memory (``RecordedOptunaSearch``),
+inside a ``SearchGenerator`` that makes it agree with the trials Tune restores (``ConsistentSearch``).
+
+Why the second: Tune saves its trial list (``experiment_state-*.json``), the searcher
+(``searcher-state-*.pkl``) and the generator's count of trials made (``search_gen_state-*.json``)
+one after another, and a background thread copies them into the experiment folder. A kill in
+between leaves them from different moments: the searcher lacks a trial the list holds (its first
+result then raised KeyError in Ray's OptunaSearch, on every rerun), or still runs one the list
+lacks; and the count is off, so a rerun made one trial too many or stopped short of
+``--num-samples``. The list is what Tune restores and runs, so on a restore it wins.
+"""
+
+from __future__ import annotations
+
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.utils import flatten_dict
+
+from sertune.trials.tracking import export_study
+
+
+class ConsistentSearch(SearchGenerator):
+    """Ray's SearchGenerator, restored to agree with the trial list Tune restores beside it."""
+
+    def restore_from_dir(self, dirpath: str):
+        super().restore_from_dir(dirpath)
+        trials = saved_trials(dirpath)
+        self._counter = len(trials)  # what decides whether more trials are made
+        searcher = self.searcher
+        while hasattr(searcher, "searcher"):  # wrappers: only the concurrency limit keeps trial ids
+            if isinstance(searcher, ConcurrencyLimiter):
+                searcher.live_trials = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+            searcher = searcher.searcher
+        searcher.agree_with(trials)
+
+
+def saved_trials(dirpath: str) -> list:
+    """The trials of the newest experiment snapshot in ``dirpath``: the file, and the choice
+    among several, that Tune's own restore reads (Tune copied them there just before)."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    from ray.tune.experiment.trial import Trial
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    with open(_find_newest_experiment_checkpoint(dirpath)) as f:
+        state = _loads_with_cloudpickle(f.read())
+    trials = []
+    for trial_json, run_json in state["trial_data"]:
+        trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(run_json)
+        trials.append(trial)
+    return trials
+
+
+class RecordedOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells ASHA-stopped trials PRUNED and copies finished trials into
+    ``export_storage`` (an RDB URL; None: in memory only) under ``study_name``. Its own
+    study stays in memory: Ray's OptunaSearch on an RDB storage cannot be restored after a kill."""
+
+    def __init__(self, *args, max_t: int, export_storage: str | None, study_name: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_t, self.export_storage, self.study_name = max_t, export_storage, study_name
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and trial_id not in self._completed_trials:
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            epochs = (result or {}).get("training_iteration")
+            if epochs is not None:
+                ot_trial.set_user_attr("epochs", int(epochs))
+                if result.get(self.metric) is not None:  # Tune hands the last result here, not to on_trial_result
+                    ot_trial.report(result[self.metric], int(epochs))
+            if not error and result and epochs is not None and epochs < self.max_t:
+                ot_trial.set_user_attr("stopped_by", "ASHA")
+                self._ot_study.tell(ot_trial, state=_pruned())
+                self._completed_trials.add(trial_id)
+                self.export()
+                return
+        super().on_trial_complete(trial_id, result, error)
+        self.export()
+
+    def export(self) -> None:
+        if self.export_storage:
+            export_study(self._ot_study, self.export_storage, self.study_name)
+
+    def agree_with(self, trials: list) -> None:
+        """Make the trials this searcher follows those of Tune's restored list ``trials``.
+
+        A listed trial it does not know is asked again with the parameters it ran with; a listed
+        finished one it did not see finish is told now (Tune tells a finished trial only once).
+        An unfinished one it knows and the list lacks is dropped: Tune will not run it, and in
+        the in-memory study it stays RUNNING, which TPE and the export skip. One it saw finish
+        stays in the study: it did run, with those parameters, to that score."""
+        listed = {t.trial_id for t in trials}
+        for trial_id in [t for t in self._ot_trials if t not in listed and t not in self._completed_trials]:
+            del self._ot_trials[trial_id]
+        for trial in trials:
+            if trial.trial_id not in self._ot_trials:
+                self._adopt(trial.trial_id, trial.config)
+            if trial.status == "TERMINATED" and trial.trial_id not in self._completed_trials:
+                self.on_trial_complete(trial.trial_id, trial.last_result or None)
+
+    def _adopt(self, trial_id: str, config: dict) -> None:
+        flat = flatten_dict(config)
+        self._ot_study.enqueue_trial({name: flat[name] for name in self._space})
+        self._ot_trials[trial_id] = self._ot_study.ask(fixed_distributions=self._space)
+
+
+def _pruned():
+    from optuna.trial import TrialState
+
+    return TrialState.PRUNED
