@@ -143,59 +143,6 @@ def _final_outputs(exp: Path, num_samples: int) -> pd.DataFrame:
 # ------------------------------------------------------------------ tests
 
 
-def test_tune_killed_then_rerun_continues_the_experiment(runs_resume):
-    """SIGKILL the tune run (driver and its local Ray) once its snapshot holds a finished trial
-    and a running one past its first checkpoint; the same command again finishes the
-    experiment: the same trials, finished ones not run again, running ones resumed.
-
-    On a fast machine an epoch of the synthetic store takes ~50 ms, so the window in which a
-    trial is past its first checkpoint and not yet done must not hang on ASHA letting one
-    through: with the first rung at epoch 25 every trial spends epochs 6-25 in it, whatever ASHA
-    decides there, and the snapshot is rewritten every second."""
-    num_samples, epochs = 6, 100
-    runs = runs_resume(num_samples, epochs, grace_period=25)
-    exp = _tune_path(runs)
-
-    def not_interruptible() -> str | None:
-        snap = _snapshot(exp) or {}
-        statuses = [s for s, _ in snap.values()]
-        if "TERMINATED" in statuses and any(s == "RUNNING" and 6 <= it < epochs for s, it in snap.values()):
-            return None
-        return f"no snapshot to interrupt in 240s: {snap}"
-
-    proc, log1 = runs.start("tune1")
-    # Polled often: the snapshot is rewritten every second.
-    _poll_running(proc, log1, "the kill", not_interruptible, timeout=240, interval=0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    left = runs.leftovers(proc.pid)
-    assert not left, f"the killed run left processes behind: {[cmdline(p)[:160] for p in left]}"
-    assert not (exp / "tune" / "best_config.json").exists()
-
-    snap = _snapshot(exp)  # what the rerun restores
-    finished = {t for t, (s, _) in snap.items() if s == "TERMINATED"}
-    # Checkpointed at epoch 5 at least, and with epochs left to run after a restore.
-    resumable = {t for t, (s, it) in snap.items() if s == "RUNNING" and 6 <= it < epochs}
-    assert finished and resumable and len(finished) < num_samples, snap
-    finished_results = {t: _result_file(exp, t).read_bytes() for t in finished}
-    first_pids = {t: {r["pid"] for r in _lines(_result_file(exp, t))} for t in resumable}
-
-    proc, log2 = runs.start("tune2")
-    assert runs.wait(proc, log2, 360) == 0, tail(log2)
-
-    trials = _final_outputs(exp, num_samples)
-    assert set(snap) <= set(trials["trial_id"]), "trials of the first run were dropped: it started over"
-    assert len(_snapshot(exp)) == num_samples
-    for t, data in finished_results.items():
-        assert _result_file(exp, t).read_bytes() == data, f"finished trial {t} ran again"
-    for t in resumable:
-        lines = _lines(_result_file(exp, t))
-        again = [r for r in lines if r["pid"] not in first_pids[t]]  # the snapshot says unfinished: it reruns
-        assert again, f"trial {t} was running at the kill but did not run again"
-        assert again[0]["epoch"] > 5, f"trial {t} restarted at epoch {again[0]['epoch']}, not from its checkpoint"
-        assert again[0]["epoch"] <= max(r["epoch"] for r in lines if r["pid"] in first_pids[t]) + 1
-
-
 def test_tune_ctrl_c_publishes_nothing_and_rerun_continues(runs_resume):
     num_samples, epochs = 4, 20
     runs = runs_resume(num_samples, epochs)
@@ -231,17 +178,26 @@ def _searcher_ids(folder: Path) -> set[str] | None:
         return None
 
 
-@pytest.mark.parametrize("behind", ["searcher", "trial list"])
-def test_rerun_after_a_kill_between_the_snapshot_files(runs_resume, behind):
-    """Tune saves the trial list and the searcher's files one after another, and copies them into
-    the experiment in the background: a kill in between leaves them from different moments. After
-    a kill, one side is put back as it was early in the run, as such a kill leaves it: the searcher
-    lacking a trial that runs on (Ray's OptunaSearch then raised KeyError on its first result, on
-    every rerun), or the list lacking trials the searcher and its trial count know (the rerun then
-    stopped short of --num-samples). The rerun finishes the experiment either way: --num-samples
-    trials, and the Optuna study holds each one Tune ran. One trial at a time (--max-concurrent 1):
-    the concurrency limit's saved trial ids come from the same moment as the searcher's, and one
-    the rerun never finishes would hold its only slot for ever."""
+@pytest.mark.parametrize("left", ["searcher behind", "list behind"])
+def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
+    """SIGKILL the tune run (driver and its local Ray) once its snapshot holds a finished trial and
+    a running one past its first checkpoint; the same command again finishes the experiment.
+
+    Tune saves the trial list and the searcher's files one after another, and copies them into the
+    experiment in the background: a kill in between leaves them from different moments. So after
+    the kill one side is put back as it was early in the run, as such a kill leaves it:
+    - "searcher behind": the searcher lacks a trial that runs on (Ray's OptunaSearch then raised
+      KeyError on its first result, on every rerun);
+    - "list behind": the list lacks trials the searcher and its trial count know (the rerun then
+      stopped short of --num-samples).
+    Either way the rerun ends with --num-samples trials, and the Optuna study holds each one Tune
+    ran. With the list intact, finished trials are not run again and running ones resume from
+    their checkpoints. One trial at a time (--max-concurrent 1): the concurrency limit's saved
+    trial ids are the searcher's, and one the rerun never finishes would hold the only slot for ever.
+
+    On a fast machine an epoch of the synthetic store takes ~50 ms: with the first rung at epoch 25
+    every trial spends epochs 6-25 in it, whatever ASHA decides there, and the snapshot is
+    rewritten every second, so the window to kill in does not hang on ASHA letting one through."""
     import optuna
 
     num_samples, epochs = 4, 40
@@ -266,20 +222,44 @@ def test_rerun_after_a_kill_between_the_snapshot_files(runs_resume, behind):
         return f"no snapshot to interrupt in 240s: {snap}, early: {sorted(known)}"
 
     proc, log1 = runs.start("tune1")
+    # Polled often: the snapshot is rewritten every second.
     _poll_running(proc, log1, "the kill", not_interruptible, timeout=240, interval=0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not runs.leftovers(proc.pid)
-    at_kill = set(_snapshot(exp))
+    left_behind = runs.leftovers(proc.pid)
+    assert not left_behind, f"the killed run left processes behind: {[cmdline(p)[:160] for p in left_behind]}"
+    assert not (exp / "tune" / "best_config.json").exists()
+    at_kill = _snapshot(exp)
     for f, data in early.items():
-        if f != "ids" and ("experiment_state" in f) == (behind == "trial list"):
+        if f == "ids":
+            continue
+        if ("experiment_state" in f) == (left == "list behind"):
             Path(f).write_bytes(data)
+
+    snap = _snapshot(exp)  # what the rerun restores
+    finished = {t for t, (s, _) in snap.items() if s == "TERMINATED"}
+    resumable = {t for t, (s, it) in snap.items() if s == "RUNNING" and 6 <= it < epochs}
+    finished_results = {t: _result_file(exp, t).read_bytes() for t in finished}
+    first_pids = {t: {r["pid"] for r in _lines(_result_file(exp, t))} for t in resumable}
 
     proc, log2 = runs.start("tune2")
     assert runs.wait(proc, log2, 360) == 0, tail(log2)
     ran = set(_final_outputs(exp, num_samples)["trial_id"])
+    assert set(snap) <= ran, "trials of the first run were dropped: it started over"
+    assert len(_snapshot(exp)) == num_samples
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp / 'tune' / 'optuna.db'}")
     told = [t.user_attrs["ray_trial_id"] for t in study.trials]
     assert len(told) == len(set(told)) and ran <= set(told), (sorted(told), sorted(ran))
     # Only a trial the first run's searcher saw finish may be in the study and not in the list.
-    assert set(told) <= ran | at_kill, (sorted(told), sorted(ran))
+    assert set(told) <= ran | set(at_kill), (sorted(told), sorted(ran))
+    if left == "list behind":
+        return  # its trials restart from the early snapshot's checkpoints
+    assert finished and resumable, snap
+    for t, data in finished_results.items():
+        assert _result_file(exp, t).read_bytes() == data, f"finished trial {t} ran again"
+    for t in resumable:
+        lines = _lines(_result_file(exp, t))
+        again = [r for r in lines if r["pid"] not in first_pids[t]]  # the snapshot says unfinished: it reruns
+        assert again, f"trial {t} was running at the kill but did not run again"
+        assert again[0]["epoch"] > 5, f"trial {t} restarted at epoch {again[0]['epoch']}, not from its checkpoint"
+        assert again[0]["epoch"] <= max(r["epoch"] for r in lines if r["pid"] in first_pids[t]) + 1

@@ -16,33 +16,53 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils import flatten_dict
 
-from sertune.trials.tracking import export_study
+from sertune.trials.tracking import DROPPED, export_study
 
 
 class ConsistentSearch(SearchGenerator):
     """Ray's SearchGenerator, restored to agree with the trial list Tune restores beside it."""
 
+    experiment_path: str | None = None  # the Tune folder, set by `restoring`: where Tune reads the list
+
     def restore_from_dir(self, dirpath: str):
         super().restore_from_dir(dirpath)
-        trials = saved_trials(dirpath)
+        trials = saved_trials(self.experiment_path or dirpath)
         self._counter = len(trials)  # what decides whether more trials are made
         searcher = self.searcher
-        while hasattr(searcher, "searcher"):  # wrappers: only the concurrency limit keeps trial ids
+        while hasattr(searcher, "searcher"):  # of the wrappers, only the concurrency limit keeps trial ids
             if isinstance(searcher, ConcurrencyLimiter):
                 searcher.live_trials = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
             searcher = searcher.searcher
         searcher.agree_with(trials)
 
 
-def saved_trials(dirpath: str) -> list:
-    """The trials of the newest experiment snapshot in ``dirpath``: the file, and the choice
-    among several, that Tune's own restore reads (Tune copied them there just before)."""
+def restoring(tuner, path: str):
+    """``tuner`` (restored from ``path``) with its search algorithm a ConsistentSearch reading the
+    list from ``path``. Tunes started before ConsistentSearch existed pickled a bare searcher, which
+    Tune would wrap in a plain SearchGenerator; the folder may have moved since it was pickled."""
+    config = tuner._local_tuner._tune_config  # what Tuner.restore unpickled and fit() runs
+    if not isinstance(config.search_alg, ConsistentSearch):
+        config.search_alg = ConsistentSearch(config.search_alg)
+    config.search_alg.experiment_path = path
+    return tuner
+
+
+def saved_trials(path: str) -> list:
+    """The trials of the newest experiment snapshot in the Tune folder ``path`` (local or URI):
+    the file, and the choice among several, that Tune's own restore reads. Not the driver's
+    staging copy: on a long-lived cluster that may still hold newer files a killed driver never
+    copied into the experiment."""
+    from ray.train._internal.storage import get_fs_and_path
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
     from ray.tune.experiment.trial import Trial
     from ray.tune.utils.serialization import _loads_with_cloudpickle
 
-    with open(_find_newest_experiment_checkpoint(dirpath)) as f:
-        state = _loads_with_cloudpickle(f.read())
+    fs, fs_path = get_fs_and_path(path)
+    newest = _find_newest_experiment_checkpoint(fs_path, fs=fs)
+    if newest is None:
+        return []
+    with fs.open_input_stream(newest) as f:
+        state = _loads_with_cloudpickle(f.readall())
     trials = []
     for trial_json, run_json in state["trial_data"]:
         trial = Trial.from_json_state(trial_json, stub=True)
@@ -71,7 +91,7 @@ class RecordedOptunaSearch(OptunaSearch):
                     ot_trial.report(result[self.metric], int(epochs))
             if not error and result and epochs is not None and epochs < self.max_t:
                 ot_trial.set_user_attr("stopped_by", "ASHA")
-                self._ot_study.tell(ot_trial, state=_pruned())
+                self._ot_study.tell(ot_trial, state=_state("PRUNED"))
                 self._completed_trials.add(trial_id)
                 self.export()
                 return
@@ -86,18 +106,26 @@ class RecordedOptunaSearch(OptunaSearch):
         """Make the trials this searcher follows those of Tune's restored list ``trials``.
 
         A listed trial it does not know is asked again with the parameters it ran with; a listed
-        finished one it did not see finish is told now (Tune tells a finished trial only once).
-        An unfinished one it knows and the list lacks is dropped: Tune will not run it, and in
-        the in-memory study it stays RUNNING, which TPE and the export skip. One it saw finish
-        stays in the study: it did run, with those parameters, to that score."""
+        finished or failed one it did not see end is told now (Tune tells that only once). An
+        unfinished one it knows and the list lacks will not run again: it is told FAIL and marked
+        ``dropped`` (TPE's constant liar would otherwise count it as running for ever; the export
+        skips it). One it saw finish stays in the study: it did run, with those parameters, to
+        that score, so the study may hold more trials than --num-samples."""
         listed = {t.trial_id for t in trials}
         for trial_id in [t for t in self._ot_trials if t not in listed and t not in self._completed_trials]:
-            del self._ot_trials[trial_id]
+            ot_trial = self._ot_trials.pop(trial_id)
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            ot_trial.set_user_attr(DROPPED, "not in the trial list Tune restored")
+            self._ot_study.tell(ot_trial, state=_state("FAIL"))
         for trial in trials:
             if trial.trial_id not in self._ot_trials:
                 self._adopt(trial.trial_id, trial.config)
-            if trial.status == "TERMINATED" and trial.trial_id not in self._completed_trials:
+            if trial.trial_id in self._completed_trials:
+                continue
+            if trial.status == "TERMINATED":
                 self.on_trial_complete(trial.trial_id, trial.last_result or None)
+            elif trial.status == "ERROR":
+                self.on_trial_complete(trial.trial_id, None, error=True)
 
     def _adopt(self, trial_id: str, config: dict) -> None:
         flat = flatten_dict(config)
@@ -105,7 +133,7 @@ class RecordedOptunaSearch(OptunaSearch):
         self._ot_trials[trial_id] = self._ot_study.ask(fixed_distributions=self._space)
 
 
-def _pruned():
+def _state(name: str):
     from optuna.trial import TrialState
 
-    return TrialState.PRUNED
+    return TrialState[name]

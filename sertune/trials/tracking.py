@@ -30,6 +30,7 @@ from sertune.trials.trainable import trial_config
 EPOCH_METRICS = ("train_loss", "val_uar", "best_val_uar", "epoch_time_s")
 TRIAL_TAG = "sertune.trial_id"
 EXPERIMENT_TAG = "sertune.experiment"  # the experiment directory: MLflow experiments are named by its last part only
+DROPPED = "dropped"  # an Optuna trial the searcher followed and a restored Tune run will not run
 WRITER_TAG = "sertune.writer"  # what the stage's lock covers, with the host for local paths
 log = logging.getLogger("ray.tune.sertune")
 
@@ -173,7 +174,7 @@ def export_study(study, storage: str, study_name: str):
                                  load_if_exists=True)
     have = {t.user_attrs.get("ray_trial_id") for t in stored.get_trials(deepcopy=False)}
     new = [t for t in study.get_trials(deepcopy=False)
-           if t.state.is_finished() and t.user_attrs.get("ray_trial_id") not in have]
+           if t.state.is_finished() and not t.user_attrs.get(DROPPED) and t.user_attrs.get("ray_trial_id") not in have]
     if new:
         stored.add_trials(new)
     return stored

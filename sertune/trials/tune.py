@@ -29,7 +29,7 @@ from sertune.search_space import to_tune
 from sertune.store.schema import read_manifest
 from sertune.trials import tracking, tuner
 from sertune.trials.progress import LiveView
-from sertune.trials.searcher import ConsistentSearch, RecordedOptunaSearch
+from sertune.trials.searcher import ConsistentSearch, RecordedOptunaSearch, restoring
 from sertune.trials.trainable import TrialInputs
 
 METRIC, MODE = "best_val_uar", "max"
@@ -42,7 +42,7 @@ def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings
     request = _request(store, base, space, s, study)
     if tune.Tuner.can_restore(path):
         _check_same_request(exp, request)
-        return tuner.restore(path, inputs, s)
+        return restoring(tuner.restore(path, inputs, s), path)
     fsutil.write_bytes_atomic(_request_file(exp), json.dumps(request, indent=2, sort_keys=True).encode())
     searcher = RecordedOptunaSearch(metric=METRIC, mode=MODE, seed=s.search_seed, max_t=base.epochs,
                                     export_storage=study, study_name=tracking.experiment_name(exp))
