@@ -178,6 +178,18 @@ def _searcher_ids(folder: Path) -> set[str] | None:
         return None
 
 
+def _unwrap_searcher(tuner_pkl: Path) -> None:
+    """Make ``tuner.pkl`` hold the searcher itself, not sertune's SearchGenerator around it."""
+    import pickle
+
+    from sertune.trials.searcher import ConsistentSearch
+
+    state = pickle.loads(tuner_pkl.read_bytes())
+    assert isinstance(state["_tune_config"].search_alg, ConsistentSearch)
+    state["_tune_config"].search_alg = state["_tune_config"].search_alg.searcher
+    tuner_pkl.write_bytes(pickle.dumps(state))
+
+
 @pytest.mark.parametrize("left", ["searcher behind", "list behind"])
 def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
     """SIGKILL the tune run (driver and its local Ray) once its snapshot holds a finished trial and
@@ -189,7 +201,8 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
     - "searcher behind": the searcher lacks a trial that runs on (Ray's OptunaSearch then raised
       KeyError on its first result, on every rerun);
     - "list behind": the list lacks trials the searcher and its trial count know (the rerun then
-      stopped short of --num-samples).
+      stopped short of --num-samples); and its tuner.pkl holds the bare searcher, as those of tunes
+      begun before sertune wrapped it do (the rerun must wrap it).
     Either way the rerun ends with --num-samples trials, and the Optuna study holds each one Tune
     ran. With the list intact, finished trials are not run again and running ones resume from
     their checkpoints. One trial at a time (--max-concurrent 1): the concurrency limit's saved
@@ -235,6 +248,8 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
             continue
         if ("experiment_state" in f) == (left == "list behind"):
             Path(f).write_bytes(data)
+    if left == "list behind":
+        _unwrap_searcher(folder / "tuner.pkl")
 
     snap = _snapshot(exp)  # what the rerun restores
     finished = {t for t, (s, _) in snap.items() if s == "TERMINATED"}
