@@ -218,7 +218,8 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
     runs.cmd += ["--max-concurrent", "1"]
     exp = _tune_path(runs)
     folder = exp / "tune" / "tune"
-    early: dict[str, bytes] = {}
+    early: dict[str, bytes] = {}  # file -> its bytes, early in the run
+    known: set[str] = set()  # the trial ids those files hold
 
     def not_interruptible() -> str | None:
         snap = _snapshot(exp) or {}
@@ -226,9 +227,8 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
             ids, states = _searcher_ids(folder), glob.glob(str(folder / "*_state-*.json"))
             if snap and ids is not None and len(states) == 2:
                 early.update({f: Path(f).read_bytes() for f in [*states, *glob.glob(str(folder / "searcher-state-*.pkl"))]})
-                early["ids"] = json.dumps(sorted(set(snap) | ids)).encode()
+                known.update(set(snap) | ids)
             return "no snapshot yet"
-        known = set(json.loads(early["ids"]))
         new_running = [t for t, (s, it) in snap.items() if s == "RUNNING" and 6 <= it < epochs and t not in known]
         if new_running and "TERMINATED" in [s for s, _ in snap.values()]:
             return None
@@ -244,8 +244,6 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
     assert not (exp / "tune" / "best_config.json").exists()
     at_kill = _snapshot(exp)
     for f, data in early.items():
-        if f == "ids":
-            continue
         if ("experiment_state" in f) == (left == "list behind"):
             Path(f).write_bytes(data)
     if left == "list behind":

@@ -58,10 +58,8 @@ def saved_trials(path: str) -> list:
     from ray.tune.utils.serialization import _loads_with_cloudpickle
 
     fs, fs_path = get_fs_and_path(path)
-    newest = _find_newest_experiment_checkpoint(fs_path, fs=fs)
-    if newest is None:
-        return []
-    with fs.open_input_stream(newest) as f:
+    # Tune's restore has just read this file, so it is there.
+    with fs.open_input_stream(_find_newest_experiment_checkpoint(fs_path, fs=fs)) as f:
         state = _loads_with_cloudpickle(f.readall())
     trials = []
     for trial_json, run_json in state["trial_data"]:

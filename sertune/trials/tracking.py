@@ -30,7 +30,6 @@ from sertune.trials.trainable import trial_config
 EPOCH_METRICS = ("train_loss", "val_uar", "best_val_uar", "epoch_time_s")
 TRIAL_TAG = "sertune.trial_id"
 EXPERIMENT_TAG = "sertune.experiment"  # the experiment directory: MLflow experiments are named by its last part only
-DROPPED = "dropped"  # an Optuna trial the searcher followed and a restored Tune run will not run
 WRITER_TAG = "sertune.writer"  # what the stage's lock covers, with the host for local paths
 log = logging.getLogger("ray.tune.sertune")
 
@@ -163,6 +162,9 @@ def log_report(uri: str, experiment_name: str, files: list[str], tags: dict) -> 
 
 
 # ------------------------------------------------------------------ Optuna
+
+
+DROPPED = "dropped"  # user attribute of an Optuna trial the searcher followed and a restored Tune run will not run
 
 
 def export_study(study, storage: str, study_name: str):
