@@ -21,6 +21,7 @@ import secrets
 # SERTUNE_LOCAL_IP moves the private Ray to another address; only 127.0.0.1, localhost and ::1
 # keep every listener on loopback (see above).
 LOCAL_IP = os.environ.get("SERTUNE_LOCAL_IP", "127.0.0.1")
+LOOPBACK_ONLY = ("127.0.0.1", "localhost", "::1")
 QUIET_LOGGERS = ("ray", "mlflow", "alembic", "optuna", "py.warnings")
 
 
@@ -80,6 +81,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: f
         finally:
             ray.shutdown()
         return
+    warn_if_exposed(LOCAL_IP)
     with _environ(local_env()):
         from ray._private import ray_constants
 
@@ -102,6 +104,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: f
             ray.shutdown()
             ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     _reload_auth()
+
+
+def warn_if_exposed(ip: str) -> None:
+    """One line on stderr when the private Ray will not be loopback-only (the module's docstring
+    says why any other address, 127.0.0.2 included, listens on every interface)."""
+    if ip not in LOOPBACK_ONLY:
+        import sys
+
+        print(f"Warning: SERTUNE_LOCAL_IP={ip}: the local Ray's servers listen on every interface of this machine, "
+              f"not only on loopback (only {', '.join(LOOPBACK_ONLY)} keep them there); token auth still applies",
+              file=sys.stderr, flush=True)
 
 
 def _reload_auth() -> None:

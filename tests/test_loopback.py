@@ -91,3 +91,17 @@ def test_local_ray_listens_on_loopback_only(tmp_path):
     public = [s for s in seen if not _loopback(s[2])]
     assert not public, f"listening beyond loopback: {public}"
     assert "Token authentication" not in log.read_text(), tail(log)
+    assert "SERTUNE_LOCAL_IP" not in log.read_text(), tail(log)  # the default is loopback-only: no warning
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.2", "10.0.0.5", "0.0.0.0"])
+def test_a_local_ip_beyond_loopback_only_is_said_on_stderr(ip, capsys):
+    from sertune import ray_runtime
+
+    ray_runtime.warn_if_exposed(ip)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1
+    assert out.err.startswith(f"Warning: SERTUNE_LOCAL_IP={ip}: ") and "every interface" in out.err
+    for quiet in ray_runtime.LOOPBACK_ONLY:
+        ray_runtime.warn_if_exposed(quiet)
+    assert capsys.readouterr().err == ""
