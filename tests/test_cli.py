@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from sertune import results
+from sertune import predictions, results
 from sertune.cli import cli, main
 from sertune.store.load import load_store
 from sertune.store.schema import MARKER
@@ -45,6 +45,14 @@ def test_sweep_written_as_csv_reads_back(csv_sweep, synth_store):
     for row in df.to_dict("records"):
         assert json.loads(row["config"])["n_att"] == row["n_att"]
         assert sum(map(sum, json.loads(row["confusion"]))) == 120
+    # Each row's per-utterance predictions, beside the table, agree with the row.
+    preds = predictions.read_predictions(predictions.default_location(str(path)))
+    assert sorted(p.name for p in (path.parent / "results.predictions").iterdir()) == [
+        "n_att-1_seed-0.parquet", "n_att-2_seed-0.parquet"]
+    for row in df.to_dict("records"):
+        run_preds = preds[(preds.n_att == row["n_att"]) & (preds.seed == row["seed"])]
+        assert len(run_preds) == 120 and run_preds.utt_id.is_unique
+        assert predictions.confusion(run_preds).tolist() == json.loads(row["confusion"])
     # The same command reads the CSV back to find every pair done, and leaves it alone.
     before = path.read_bytes()
     r = run(*args)

@@ -68,10 +68,10 @@ def test_extra_padding_changes_nothing(n_att):
 
 def test_same_seed_same_result_and_beats_chance(synth_store):
     fs = load_store(synth_store)
-    cfg = TrainConfig(epochs=6, seed=3, threads=1, n_att=4)
+    cfg = TrainConfig(epochs=12, seed=3, threads=1, n_att=4)
     a, b = train(cfg, fs), train(cfg, fs)
     assert a.uar == b.uar and a.val_uar == b.val_uar and a.confusion == b.confusion
-    assert a.uar > 0.25  # chance is 1/8
+    assert a.uar > 0.2  # chance is 1/8; seeds 0-9 at 12 epochs gave 0.25-0.40 on this store
     c = train(cfg.replace(seed=4), fs)
     assert (c.uar, c.val_uar, c.confusion) != (a.uar, a.val_uar, a.confusion)
 
@@ -185,3 +185,32 @@ def test_bf16_refused_without_a_kernel(synth_store, tmp_path):
     assert lines == ["Error: --precision bf16: no bfloat16 LSTM kernel on this cpu (CPUs need AVX512-BF16 or AMX); "
                      "use --precision fp32"], done.stderr
     assert not (out / "result.json").exists()
+
+
+@pytest.mark.parametrize("init", ["default", "xavier"])
+def test_runs_that_differ_only_in_n_att_share_every_other_draw(synth_store, init):
+    """Common random numbers: with the same seed, N_att = 1 and N_att = 64 start from the same LSTM
+    and output layer, see the same batches and the same dropout masks; only the attention vectors
+    differ, and the first of them points the same way (its own stream, drawn in order)."""
+    from sertune.training.loop import Training
+
+    fs = load_store(synth_store)
+    cfg = TrainConfig(epochs=1, seed=7, threads=1, init=init, context_norm=init == "xavier", dropout=0.3)
+    one, many = Training(cfg, fs), Training(cfg.replace(n_att=64), fs)
+    for a, b in zip(one.folds, many.folds):
+        pa, pb = dict(a.model.named_parameters()), dict(b.model.named_parameters())
+        assert pa.keys() == pb.keys()
+        for name in pa:
+            if name != "attention.u":
+                assert torch.equal(pa[name], pb[name]), name
+        u1, u64 = pa["attention.u"][0], pb["attention.u"][0]
+        assert pb["attention.u"].shape == (64, cfg.hidden_size)
+        assert torch.allclose(u1 / u1.norm(), u64 / u64.norm(), atol=1e-6)
+        assert [x.tolist() for x in a.batches()] == [x.tolist() for x in b.batches()]
+    Training(cfg, fs)
+    one_rng = torch.get_rng_state()  # the dropout stream a run starts training from
+    Training(cfg.replace(n_att=64), fs)
+    assert torch.equal(one_rng, torch.get_rng_state())
+    other = Training(cfg.replace(seed=8), fs)
+    assert not torch.equal(dict(other.folds[0].model.named_parameters())["lstm.weight_hh_l0"],
+                           dict(one.folds[0].model.named_parameters())["lstm.weight_hh_l0"])

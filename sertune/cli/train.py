@@ -10,13 +10,13 @@ from sertune.config import TrainConfig
 
 @click.command()
 @store_option
-@click.option("--out", default="sertune-train", show_default=True, help="folder for result.json and model.pt")
+@click.option("--out", default="sertune-train", show_default=True, help="folder for result.json, model.pt and predictions/")
 @train_options()
 def train(store, out, **opts):
     """Train one model without Ray; print validation and test UAR; save the result and weights."""
     import json
 
-    from sertune import fsutil, results
+    from sertune import fsutil, predictions, results
     from sertune.insight.models import save_model
     from sertune.preflight import check_writable
     from sertune.provenance import code_version
@@ -37,6 +37,7 @@ def train(store, out, **opts):
     result = run(cfg, fs, on_epoch=show)
     row = results.result_row(cfg, result, fs.manifest, code_version())
     save_model(fsutil.join(out, "model.pt"), result.checkpoint, store)  # weights first: a result.json always has its model
+    predictions.write_run(fsutil.join(out, "predictions"), cfg.n_att, cfg.seed, result.predictions)  # and its predictions
     fsutil.write_bytes_atomic(fsutil.join(out, "result.json"), json.dumps({**row, "history": result.history}, indent=2).encode())
     click.echo(f"val UAR {result.val_uar:.4f} (best epoch {result.best_epoch})  "
                f"test UAR {result.uar:.4f}  -> {fsutil.join(out, 'result.json')}")

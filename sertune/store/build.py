@@ -71,8 +71,8 @@ def duplicate_groups(table: pd.DataFrame) -> list[list[str]]:
 
 def _store_hash(features: dict, shards: list[dict]) -> str:
     h = hashlib.sha256(json.dumps(features, sort_keys=True).encode())
-    for s in shards:
-        h.update(s["sha256"].encode())
+    for s in shards:  # the values' digest; stores built before it existed hashed the files
+        h.update(s.get("content_sha256", s["sha256"]).encode())
     return h.hexdigest()[:16]
 
 
@@ -100,18 +100,35 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
             warnings.append({"utt_id": row["utt_id"], "path": row["path"], "warning": warning})
     shard = None
     if good:
-        data = _shard_bytes(sorted(good, key=lambda r: r["utt_id"]), root)
+        table = _shard_table(sorted(good, key=lambda r: r["utt_id"]), root)
+        data = _parquet_bytes(table)
         name = f"shards/actor_{actor:02d}.parquet"
         fs, path = fsutil.resolve(staging)
         with fs.open_output_stream(f"{path}/{name}") as f:
             f.write(data)
         shard = {"file": name, "actor": actor, "n_utterances": len(good),
                  "n_frames": int(sum(len(r["mfcc"]) for r in good)),
-                 "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                 "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "content_sha256": content_digest(table)}
     return {"shard": shard, "errors": errors, "warnings": warnings, "n": len(rows)}
 
 
-def _shard_bytes(rows: list[dict], root: str) -> bytes:
+def content_digest(table: pa.Table) -> str:
+    """SHA-256 of a shard's values, not of its file: the file's bytes also hold the writer's
+    version (Parquet's created_by), so the same features written by another pyarrow would make
+    another store, and a sweep could not resume on a machine that installed a newer one."""
+    h = hashlib.sha256()
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        h.update(name.encode() + b"\0")
+        if pa.types.is_list(col.type):
+            h.update(np.asarray(col.offsets, dtype="<i8").tobytes())
+            h.update(np.asarray(col.flatten(), dtype="<f4").tobytes())
+        else:
+            h.update(json.dumps(col.to_pylist()).encode())
+    return h.hexdigest()
+
+
+def _shard_table(rows: list[dict], root: str) -> pa.Table:
     cols = {name: [] for name in SHARD_SCHEMA.names}
     for r in rows:
         for name in META_COLUMNS:
@@ -126,7 +143,10 @@ def _shard_bytes(rows: list[dict], root: str) -> bytes:
     flat = np.concatenate(cols["mfcc"]) if rows else np.zeros(0, np.float32)
     offsets = np.concatenate([[0], np.cumsum([len(m) for m in cols["mfcc"]])]).astype(np.int32)
     arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.float32())))
-    table = pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="none")  # MFCC floats barely compress: save the CPU
     return buf.getvalue()

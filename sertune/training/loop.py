@@ -72,7 +72,8 @@ class FoldRun:
         torch.manual_seed(seed)  # this fold's initialisation; its shuffling has a generator of its own
         self.gen = torch.Generator().manual_seed(seed)
         self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES,
-                                   context_norm=cfg.context_norm, init=cfg.init).to(device)
+                                   context_norm=cfg.context_norm, init=cfg.init,
+                                   attention_seed=attention_seed(seed)).to(device)
         self.opt = make_optimizer(cfg, self.model)
         self.sched = make_schedule(cfg, self.opt, len(self.batches()))
         self.best_uar, self.best_epoch, self.best_state = -1.0, 0, None
@@ -121,8 +122,10 @@ class FoldRun:
         return score
 
     def test(self) -> torch.Tensor:
+        """The best weights' logits on the test utterances (``split.test`` order): the confusion
+        matrix and the per-utterance predictions both come from these, so they always agree."""
         self.model.load_state_dict(self.best_state)
-        return self.confusion(self.split.test)
+        return self.test_logits()
 
     @torch.no_grad()
     def test_logits(self) -> torch.Tensor:
@@ -175,6 +178,12 @@ def fold_seed(seed: int, fold: int) -> int:
     return int(np.random.SeedSequence([seed, fold]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def attention_seed(seed: int) -> int:
+    """The attention vectors' own stream, from the fold's seed: runs that differ only in N_att
+    share every other draw (weights, batch order, dropout masks)."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1, np.uint64)[0] >> 1)
+
+
 @dataclass
 class TrainResult:
     uar: float  # test UAR at the best-validation epoch; K folds: pooled over all out-of-fold predictions
@@ -188,6 +197,7 @@ class TrainResult:
     wall_time_s: float = 0.0
     checkpoint: dict = field(default_factory=dict, repr=False)  # best weights and normalisation per fold
     fold_uars: list[float] = field(default_factory=list)  # each fold's own test UAR
+    predictions: dict = field(default_factory=dict, repr=False)  # per test utterance (Training.predictions)
 
     def recall_by_emotion(self) -> dict[str, float]:
         return dict(zip(EMOTIONS, self.recall))
@@ -230,7 +240,8 @@ class Training:
         return metrics
 
     def finish(self) -> TrainResult:
-        cms = [f.test() for f in self.folds]
+        logits = [f.test() for f in self.folds]
+        cms = [confusion_matrix(f.labels[f.split.test].cpu(), z.argmax(1), N_CLASSES) for f, z in zip(self.folds, logits)]
         total = sum(cms)  # K folds test each utterance once: one confusion matrix over all of them
         return TrainResult(
             uar=uar(total),
@@ -244,19 +255,30 @@ class Training:
                       "uar": "pooled over folds" if len(cms) > 1 else "one test set"},
             history=self.history,
             wall_time_s=time.perf_counter() - self.started,
-            checkpoint=self.checkpoint(),
+            checkpoint=self.checkpoint(logits),
+            predictions=self.predictions(logits),
         )
 
-    def checkpoint(self) -> dict:
+    def predictions(self, logits: list[torch.Tensor]) -> dict:
+        """Each test utterance once (out of fold with several folds): who, which fold, the true
+        class, and the class probabilities (sertune/predictions.py makes the table)."""
+        meta, idx = self._fs.meta, [np.asarray(f.split.test) for f in self.folds]
+        every = np.concatenate(idx)
+        return {"utt_id": meta["utt_id"].to_numpy()[every].tolist(), "actor": meta["actor"].to_numpy()[every],
+                "fold": np.concatenate([np.full(len(i), k) for k, i in enumerate(idx)]),
+                "label_id": self._fs.labels.numpy()[every],
+                "probs": torch.softmax(torch.cat(logits), dim=1).numpy()}
+
+    def checkpoint(self, logits: list[torch.Tensor]) -> dict:
         """What it takes to use the models later: per fold, the best weights and, for global
         normalisation, the training speakers' statistics."""
         folds = []
-        for f in self.folds:
+        for f, test_logits in zip(self.folds, logits):
             # Test utterances and their logits (after test() loaded the best weights): what a
             # saved model must reproduce (sertune predict).
             test_ids = self._fs.meta["utt_id"].iloc[list(f.split.test)].tolist()
             folds.append({"weights": f.best_state, "best_epoch": f.best_epoch, "split": f.split.describe(),
-                          "norm_mean_std": f.norm_stats, "test_utt_ids": test_ids, "test_logits": f.test_logits()})
+                          "norm_mean_std": f.norm_stats, "test_utt_ids": test_ids, "test_logits": test_logits})
         return {"config": self.cfg.to_dict(), "store_hash": self._fs.store_hash,
                 "features": self._fs.manifest["features"], "folds": folds}
 

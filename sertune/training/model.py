@@ -13,10 +13,10 @@ class MultiVectorAttention(nn.Module):
     With n_att = 1 this is the soft attention of Mirsamadi et al. (ICASSP 2017).
     """
 
-    def __init__(self, hidden_size: int, n_att: int = 1):
+    def __init__(self, hidden_size: int, n_att: int = 1, generator: torch.Generator | None = None):
         super().__init__()
         self.u = nn.Parameter(torch.empty(n_att, hidden_size))
-        nn.init.normal_(self.u, std=hidden_size**-0.5)
+        nn.init.normal_(self.u, std=hidden_size**-0.5, generator=generator)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = (h @ self.u.T).amax(dim=-1)  # (B, T): best-matching vector per frame
@@ -33,16 +33,21 @@ class MultiVectorAttention(nn.Module):
 
 class AttentionLSTM(nn.Module):
     def __init__(self, input_size: int, hidden_size: int = 64, num_layers: int = 1, n_att: int = 1,
-                 dropout: float = 0.0, n_classes: int = 8, context_norm: bool = False, init: str = "default"):
+                 dropout: float = 0.0, n_classes: int = 8, context_norm: bool = False, init: str = "default",
+                 attention_seed: int | None = None):
+        """``attention_seed``: the attention vectors draw from a stream of their own, so that models
+        that differ only in N_att start from the same LSTM and output layer (common random numbers:
+        the global stream would otherwise be advanced by n_att x hidden draws). None: the global stream."""
         super().__init__()
+        gen = lambda: None if attention_seed is None else torch.Generator().manual_seed(attention_seed)  # noqa: E731
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
-        self.attention = MultiVectorAttention(hidden_size, n_att)
+        self.attention = MultiVectorAttention(hidden_size, n_att, gen())
         # The authors' LSTM-SA normalises the context vector over the batch before dropout.
         self.context_norm = nn.BatchNorm1d(hidden_size) if context_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, n_classes)
         if init == "xavier":
-            xavier_init(self)
+            xavier_init(self, gen())  # the same stream from its start: u[0] as without xavier, rescaled
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D) zero-padded, lengths (B,) -> logits (B, C), attention weights (B, T).
@@ -65,7 +70,7 @@ class AttentionLSTM(nn.Module):
         return self.head(self.dropout(self.context_norm(context))), weights, self.attention.winners(h, mask)
 
 
-def xavier_init(model: AttentionLSTM) -> None:
+def xavier_init(model: AttentionLSTM, attention_generator: torch.Generator | None = None) -> None:
     """The authors' initialisation: LSTM input weights Xavier-normal, recurrent weights
     orthogonal, biases zero except the forget gate's, which start at 1 (in both of torch's bias
     vectors, as their code does: an effective forget bias of 2); attention vectors Xavier-normal."""
@@ -79,4 +84,4 @@ def xavier_init(model: AttentionLSTM) -> None:
             with torch.no_grad():
                 p.zero_()
                 p[h : 2 * h] = 1.0
-    nn.init.xavier_normal_(model.attention.u)
+    nn.init.xavier_normal_(model.attention.u, generator=attention_generator)

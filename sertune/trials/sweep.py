@@ -12,7 +12,7 @@ import json
 
 from ray import tune
 
-from sertune import fsutil, locks, paths, results
+from sertune import fsutil, locks, paths, predictions, results
 from sertune.config import TrainConfig
 from sertune.errors import TrialError
 from sertune.experiment import SweepSettings, differences
@@ -57,7 +57,8 @@ def _run_sweep(store: str, exp: str, base: TrainConfig, s: SweepSettings, locati
     if not todo:
         return 0, location
     inputs = TrialInputs(store=fsutil.normalize(store), base=base, checkpoint_every=s.checkpoint_every,
-                         code_version=code_version(), emit_row=True, experiment_dir=exp)
+                         code_version=code_version(), emit_row=True, experiment_dir=exp,
+                         predictions_dir=predictions.default_location(location))
     callbacks = [ResultsWriter(location)]  # first: a row is in the table before anything reports it
     if not watch.verbose:
         callbacks.append(LiveView("sweep", len(todo), base.epochs, watch.log_path, watch.tty, pairs=todo))

@@ -18,7 +18,7 @@ import ray.util
 import torch
 from ray import tune
 
-from sertune import paths, results
+from sertune import paths, predictions, results
 from sertune.config import TrainConfig
 from sertune.errors import TrialError
 from sertune.insight.models import save_model
@@ -36,6 +36,7 @@ class TrialInputs:
     code_version: str
     emit_row: bool = False  # sweep trials end by reporting their results row
     experiment_dir: str | None = None  # sweep trials keep their model.pt there (paths.sweep_model)
+    predictions_dir: str | None = None  # sweep trials write their per-utterance predictions there (sertune.predictions)
 
 
 def trial_config(config: dict, base: TrainConfig) -> TrainConfig:
@@ -55,6 +56,8 @@ def train_trial(config: dict, inputs: TrialInputs) -> None:
     result = train(cfg, fs, _reporter(inputs.checkpoint_every, cfg.epochs), _resume_state())
     if inputs.experiment_dir:  # before the row: a row in the table always has its model
         save_model(paths.sweep_model(inputs.experiment_dir, cfg.n_att, cfg.seed), result.checkpoint, inputs.store)
+    if inputs.predictions_dir:  # and its predictions
+        predictions.write_run(inputs.predictions_dir, cfg.n_att, cfg.seed, result.predictions)
     if inputs.emit_row:
         row = results.result_row(cfg, result, fs.manifest, inputs.code_version, ray.util.get_node_ip_address())
         tune.report({"best_val_uar": result.val_uar, "row": json.dumps(row)})
