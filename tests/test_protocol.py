@@ -35,6 +35,30 @@ def test_authors_preset_reproduces_their_folds_on_the_real_corpus(real_16k):
     assert sorted(tested.tolist()) == list(range(1440))  # every utterance tested exactly once
 
 
+# Written out from issue 26 (EmoBox's RAVDESS folds), not read from sertune.
+EMOBOX_TEST = [[1, 11, 20, 21], [4, 10, 12, 14], [8, 9, 19, 23], [3, 5, 7, 24], [2, 15, 16, 18], [6, 13, 17, 22]]
+
+
+def test_emobox_preset_has_its_six_folds_and_the_next_fold_validates(real_16k):
+    meta = scan(real_16k)
+    splits = make_splits(meta, "speaker", actor_folds=fold_specs.resolve("emobox-ravdess"))
+    assert [sorted(s.test_actors) for s in splits] == EMOBOX_TEST
+    assert [sorted(s.val_actors) for s in splits] == EMOBOX_TEST[1:] + EMOBOX_TEST[:1]
+    for s in splits:
+        assert len(s.train_actors) == 16 and not set(s.train_actors) & (set(s.test_actors) | set(s.val_actors))
+    assert sorted(np.concatenate([s.test for s in splits]).tolist()) == list(range(1440))
+    assert sorted(np.concatenate([s.val for s in splits]).tolist()) == list(range(1440))  # each validates once
+
+
+def test_a_folds_file_of_test_speakers_only_gets_the_next_fold_as_validation(tmp_path, synth_store):
+    path = tmp_path / "folds.json"
+    path.write_text(json.dumps([{"test": [1, 2]}, {"test": [3, 4]}, {"test": [5, 6]}]))
+    assert fold_specs.resolve(str(path)) == "1,2/3,4;3,4/5,6;5,6/1,2"
+    path.write_text(json.dumps([{"test": [1, 2], "val": [3]}, {"test": [3, 4]}]))  # some with val, some without
+    with pytest.raises(ConfigError, match="val left out of every fold"):
+        fold_specs.resolve(str(path))
+
+
 def test_actor_folds_from_a_file_and_bad_specs(tmp_path, synth_store):
     meta = load_store(synth_store).meta  # actors 1-6
     path = tmp_path / "folds.yaml"

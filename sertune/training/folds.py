@@ -1,4 +1,4 @@
-"""Fixed actor folds: the authors' five folds as a named preset, or folds from a file.
+"""Fixed actor folds: named presets (the authors' five, EmoBox's six for RAVDESS), or folds from a file.
 
 A fold names its test actors and its validation actors; every other actor trains. The folds
 are kept in the training configuration as a compact spec, ``"test/val;test/val;..."`` with
@@ -15,9 +15,18 @@ from sertune.errors import ConfigError
 # github.com/Mak-Sim/ResLSTM-SER, train.ipynb, get_kth_fold_inds ("same as paper"): test actors
 # per fold [2,5,14,15,16], [3,6,7,13,18], [10,11,12,19,20], [8,17,21,23,24], [1,4,9,22];
 # validation actors [3,6], [10,11], [8,17], [1,14], [2,5].
-PRESETS = {
-    "authors-5fold": "2,5,14,15,16/3,6;3,6,7,13,18/10,11;10,11,12,19,20/8,17;8,17,21,23,24/1,14;1,4,9,22/2,5",
-}
+AUTHORS_5FOLD = "2,5,14,15,16/3,6;3,6,7,13,18/10,11;10,11,12,19,20/8,17;8,17,21,23,24/1,14;1,4,9,22/2,5"
+# EmoBox (Ma et al., Interspeech 2024), RAVDESS: 6 folds of 4 test actors each; the benchmark
+# names no validation speakers.
+EMOBOX_RAVDESS_TEST = ((1, 11, 20, 21), (4, 10, 12, 14), (8, 9, 19, 23), (3, 5, 7, 24), (2, 15, 16, 18), (6, 13, 17, 22))
+
+
+def next_fold_validates(tests) -> str:
+    """Folds given by their test actors only: fold i validates on the test actors of fold i + 1
+    (cyclically), the rule `--folds K` uses for its groups; every other actor trains. Deterministic,
+    and each actor validates exactly once, as it tests exactly once."""
+    return to_spec([(tuple(t), tuple(tests[(i + 1) % len(tests)])) for i, t in enumerate(tests)])
+
 
 Fold = tuple[tuple[int, ...], tuple[int, ...]]  # (test actors, validation actors)
 
@@ -45,6 +54,12 @@ def to_spec(folds: list[Fold]) -> str:
     return ";".join(",".join(map(str, t)) + "/" + ",".join(map(str, v)) for t, v in folds)
 
 
+PRESETS = {
+    "authors-5fold": AUTHORS_5FOLD,
+    "emobox-ravdess": next_fold_validates(EMOBOX_RAVDESS_TEST),
+}
+
+
 def resolve(value: str) -> str:
     """A preset name, a YAML/JSON file (a list of {test: [...], val: [...]}) or a spec -> the spec."""
     if value in PRESETS:
@@ -66,9 +81,13 @@ def _read_file(path: Path) -> list[Fold]:
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read actor folds ({str(e).splitlines()[0]})") from None
     try:
-        folds = [(tuple(int(a) for a in f["test"]), tuple(int(a) for a in f["val"])) for f in data]
+        tests = [tuple(int(a) for a in f["test"]) for f in data]
+        if not any("val" in f for f in data):  # a benchmark's folds often name test speakers only
+            return parse(next_fold_validates(tests))
+        folds = [(t, tuple(int(a) for a in f["val"])) for t, f in zip(tests, data)]
     except (TypeError, KeyError, ValueError):
-        raise ConfigError(f"{path}: actor folds are a list of {{test: [actors], val: [actors]}}") from None
+        raise ConfigError(f"{path}: actor folds are a list of {{test: [actors], val: [actors]}} "
+                          "(val left out of every fold: the next fold's test actors validate)") from None
     return parse(to_spec(folds))
 
 
