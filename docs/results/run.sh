@@ -55,6 +55,16 @@ for n in 1 64; do
   sertune compare --n-att $n "untuned=$WORK/authors/experiment-untuned" "tuned=$WORK/authors/experiment"
 done
 
+#    1d. The decisive run (docs/results/authors-5fold-decisive): N_att 1 and 64 at the same tuned
+#    configuration, seed by seed up to 100 seeds per arm, with per-utterance predictions and the
+#    attention vectors on their own stream (code 0.1.0+71b6034 on). One trial at a time (--num-cpus 1)
+#    so that the other core stays free. Its rows are committed as they land; to go on from them,
+#    put the committed table and predictions back into a fresh experiment and rerun the same sweep:
+#      mkdir -p "$WORK/decisive/sweep" && cp -r docs/results/authors-5fold-decisive/results.{parquet,predictions} "$WORK/decisive/sweep/"
+t sertune sweep --store "$WORK/authors/store" --experiment-dir "$WORK/decisive" \
+  --config docs/results/authors-5fold-tuned/best_config.json --n-att 1,64 --seeds 100 --num-cpus 1
+sertune report --experiment-dir "$WORK/decisive" --margin 0.009
+
 #    The full study (100 trials, 7 N_att x 10 seeds) is another experiment: its own workdir.
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors-full"
 
