@@ -171,7 +171,7 @@ def test_train_out_s3_with_query_options(pipeline, s3, tmp_path, monkeypatch):
     r = _cli("train", "--store", pipeline.store + s3.query, "--out", f"s3://{BUCKET}/train{s3.query}",
              "--epochs", 1, "--batch-size", 64, "--cycles", 1, AWS_ENDPOINT_URL=None)
     assert r.exit_code == 0, r.output
-    assert sorted(keys(s3.endpoint, BUCKET, "train/")) == ["train/model.pt", "train/result.json"]
+    assert sorted(keys(s3.endpoint, BUCKET, "train/")) == ["train/model.pt", "train/predictions/n_att-1_seed-0.parquet", "train/result.json"]
     assert json.loads(read(s3.endpoint, BUCKET, "train/result.json"))["epochs"] == 1
     assert list(tmp_path.iterdir()) == []
 

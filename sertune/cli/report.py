@@ -16,8 +16,15 @@ import click
 @click.option("--mlflow", "mlflow", default=None, envvar="SERTUNE_MLFLOW_URI", metavar="URI",
               help="attach the report files to an MLflow run named 'report' in the experiment's MLflow experiment  "
                    "[default: $SERTUNE_MLFLOW_URI, else off]")
-def report(experiment_dir, results_file, out_dir, kde, mlflow):
-    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att; per-class recall."""
+@click.option("--margin", default=None, type=click.FloatRange(min=0, min_open=True), metavar="M",
+              help="verdict on each Δ against N_att = 1: gain of at least M shown, excluded, or undecided "
+                   "(two one-sided tests at 0.05; the speaker-clustered CI decides where predictions exist)")
+@click.option("--predictions", "predictions_dir", default=None, metavar="DIR",
+              help="the runs' per-utterance predictions, for the speaker-clustered bootstrap  "
+                   "[default: <results stem>.predictions/ beside the results, where it exists]")
+def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictions_dir):
+    """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att; per-class recall;
+    paired and speaker-clustered figures of each Δ, variance components, and a verdict (--margin)."""
     from sertune import fsutil, paths, results
     from sertune.errors import ResultsError
     from sertune.preflight import check_writable
@@ -45,16 +52,41 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow):
         kde_selection(summary, list(kde))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--kde") from None
-    files = render_report(df, list(kde), source, summary=summary)
+    pred = _predictions(source, predictions_dir, df)
+    files = render_report(df, list(kde), source, summary=summary, predictions=pred, margin=margin)
     write_report(files, out)
     click.echo(files["table.md"].decode(), nl=False)
     for w in report_warnings(summary):
         click.echo(f"Warning: {w}", err=True)
+    if pred is None:
+        click.echo("Note: no per-utterance predictions beside the results: speakers not resampled "
+                   "(speaker-clustered CI skipped)", err=True)
     for note in class_notes(files):
         click.echo(f"Note: {note}", err=True)
     click.echo(f"Report written to {out}: {', '.join(files)}", err=True)
     if mlflow:
         click.echo(f"MLflow: report files attached to run {_to_mlflow(mlflow, exp, files, df)}", err=True)
+
+
+def _predictions(source: str, given: str | None, df):
+    """The predictions of the rows reported: given (then they must be there), or the folder beside
+    the results where one exists. Every row must have its run's file."""
+    from sertune import fsutil, predictions
+    from sertune.errors import ResultsError
+
+    location = fsutil.normalize(given) if given else predictions.default_location(source)
+    if given is None and (location == source or not fsutil.exists(location)):
+        return None
+    try:
+        pred = predictions.read_predictions(location)
+    except ResultsError as e:
+        raise click.BadParameter(str(e), param_hint="--predictions") if given else e
+    have = set(zip(pred["n_att"].astype(int), pred["seed"].astype(int)))
+    for n_att, seed in zip(df["n_att"].astype(int), df["seed"].astype(int)):
+        if (n_att, seed) not in have:
+            raise ResultsError(f"{location}: no predictions for the row n_att={n_att} seed={seed} of {source}")
+    return pred[[(a, s) in set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
+                 for a, s in zip(pred["n_att"].astype(int), pred["seed"].astype(int))]]
 
 
 def _to_mlflow(uri: str, exp: str, files: dict[str, bytes], df) -> str:

@@ -15,6 +15,9 @@ import pyarrow.fs as pafs
 
 from sertune import fsutil
 from sertune.errors import ConfigError, SertuneError
+from sertune.report.evidence import METHODS as EVIDENCE_METHODS
+from sertune.report.evidence import evidence
+from sertune.report.evidence import markdown as evidence_markdown
 from sertune.report.classes import confusion_sums, recall_table
 from sertune.report.figures import confusion_png, kde_png, kde_selection, uar_vs_natt_png
 from sertune.report.summary import BASELINE, checked, table
@@ -33,9 +36,11 @@ def confusion_selection(summary: pd.DataFrame) -> list[int]:
 
 
 def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: str | None = None,
-                  summary: pd.DataFrame | None = None) -> dict[str, bytes]:
+                  summary: pd.DataFrame | None = None, predictions: pd.DataFrame | None = None,
+                  margin: float | None = None) -> dict[str, bytes]:
     """Every output file's bytes, by file name; nothing is written. Pass ``summary`` (from
-    ``table(checked(df))``) when the rows are already validated and summarised."""
+    ``table(checked(df))``) when the rows are already validated and summarised; ``predictions``
+    (the runs' per-utterance table) for the speaker-clustered figures; ``margin`` for the verdict."""
     if summary is None:
         df = checked(df, source or "results")
         summary = table(df)
@@ -43,11 +48,14 @@ def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: 
     sums = confusion_sums(df, source or "results")
     picked = confusion_selection(summary)
     trend = grid_trend(df)
+    beyond = evidence(df, predictions, margin)
     stats = stats_document(df, summary, source)
+    stats["evidence"] = beyond
+    stats["methods"]["evidence"] = EVIDENCE_METHODS
     stats["trend"] = trend_document(*trend)
     stats["per_class"] = class_document(classes, sums, picked if sums is not None else [])
     files = {
-        "table.md": markdown_table(summary, trend).encode(),
+        "table.md": markdown_table(summary, trend, evidence_markdown(beyond, summary)).encode(),
         "table.tex": latex_table(summary).encode(),
         "table.csv": csv_table(summary).encode(),
         "stats.json": (json.dumps(stats, indent=2, allow_nan=False) + "\n").encode(),

@@ -71,8 +71,10 @@ def _legend(summary: pd.DataFrame) -> str:
     )
 
 
-def markdown_table(summary: pd.DataFrame, trend: tuple[Trend | None, str] = (None, "")) -> str:
-    """The table, its legend, warnings, the design table and (three N_att or more) the trend line."""
+def markdown_table(summary: pd.DataFrame, trend: tuple[Trend | None, str] = (None, ""),
+                   beyond: list[str] = ()) -> str:
+    """The table, its legend, warnings, the design table, ``beyond`` (report/evidence.py: paired,
+    speaker-clustered, variance components, verdict) and (three N_att or more) the trend line."""
     head = ["Model", "n", "UAR mean ± std", "UAR max", "t", "p", "p (Holm)", "Hedges' g", "Δ mean [95 % CI]"]
     lines = [
         "| " + " | ".join(head) + " |",
@@ -85,6 +87,7 @@ def markdown_table(summary: pd.DataFrame, trend: tuple[Trend | None, str] = (Non
     if notes:
         lines += ["", *(f"- {n}" for n in notes)]
     lines += design_markdown(summary)
+    lines += list(beyond)
     if trend[0] is not None:
         lines += ["", trend_line(trend[0])]
     return "\n".join(lines) + "\n"
