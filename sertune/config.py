@@ -25,6 +25,7 @@ MAX_HIDDEN_SIZE, MAX_LAYERS, MAX_N_ATT = 4096, 8, 1024
 # utterance: per-utterance CMVN; corpus: mean/std of every utterance, test speakers included --
 # the authors' leak, kept only so that what it inflates can be measured.
 NORMS = ("global", "utterance", "corpus")
+SELECTED_ON = ("validation", "test")  # what a configuration is chosen on; test is the authors' leak
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ class TrainConfig:
     split_seed: int = 0  # for the random split only
     norm: str = "global"  # one of NORMS
     precision: str = "fp32"  # bf16: autocast (AVX512-BF16/AMX CPUs, recent GPUs), ~2x faster LSTM steps
+    # The authors' two leaks (sertune/leaks.py), kept only so that what they are worth can be measured:
+    selected_on: str = "validation"  # test: the configuration is chosen on pooled test UAR (their Optuna objective)
+    fixed_fold_seed: int = -1  # >= 0: every fold seeded with this, whatever the run's seed (their re-seeding)
     # runtime (RUNTIME_FIELDS): not part of the experiment's identity
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
@@ -122,6 +126,8 @@ class TrainConfig:
             (self.split in ("speaker", "random"), f"split {self.split!r} is not speaker or random"),
             (self.norm in NORMS, f"norm {self.norm!r} is not one of {', '.join(NORMS)}"),
             (self.precision in ("fp32", "bf16"), f"precision {self.precision!r} is not fp32 or bf16"),
+            (self.selected_on in SELECTED_ON, f"selected_on {self.selected_on!r} is not validation or test"),
+            (self.fixed_fold_seed >= -1, "fixed_fold_seed must be -1 (off) or a seed >= 0"),
             (self.optimizer in ("adamw", "adam"), f"optimizer {self.optimizer!r} is not adamw or adam"),
             (self.init in ("default", "xavier"), f"init {self.init!r} is not default or xavier"),
             (self.restart_epochs >= 0, "restart_epochs must be >= 0"),

@@ -57,7 +57,7 @@ def validate(df: pd.DataFrame, columns=RESULT_COLUMNS, source: str = "results") 
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ResultsError(f"{source}: missing column(s) {', '.join(missing)}")
-    df = df.copy()
+    df = df.reset_index(drop=True)  # "row i" is the i-th row, whatever index the frame came with
     for col in ("n_att", "seed"):
         df[col] = _as_int(df[col], col, source)
     df["uar"] = _as_float(df["uar"], "uar", source)

@@ -33,6 +33,8 @@ TRAIN_OPTIONS = [
     ("--norm", click.Choice(NORMS), "feature normalisation: global (training speakers' mean/std), utterance (per-utterance CMVN), corpus (every speaker's, test included: the authors' leak, to measure it)"),
     ("--precision", click.Choice(["fp32", "bf16"]), "bf16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs"),
     ("--device", str, "auto, cpu, cuda, cuda:1 ..."),
+    ("--selected-on", click.Choice(["validation", "test"]), "LEAK when test: the configuration is chosen on pooled test UAR (tune's objective becomes it; the authors' Optuna objective), recorded in every row, flagged by report; only to measure what it is worth"),
+    ("--fixed-fold-seed", click.IntRange(min=0), "LEAK: seed every fold with this, whatever --seed (the authors' re-seeding: repeated runs differ only by nondeterminism), recorded and flagged; default off"),
 ]
 TRAIN_DEFAULTS = TrainConfig()
 

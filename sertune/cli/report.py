@@ -9,7 +9,7 @@ import click
 @click.option("--experiment-dir", default=None, metavar="DIR",
               help="experiment directory  [default: $SERTUNE_EXPERIMENT_DIR or ./sertune-experiment]")
 @click.option("--results", "results_file", default=None, metavar="FILE",
-              help="Parquet or CSV file with at least n_att, seed, uar  [default: the experiment's sweep results]")
+              help="Parquet or CSV file with at least n_att, seed, uar, or a folder of `sertune train` runs  [default: the experiment's sweep results]")
 @click.option("--out", "out_dir", default=None, metavar="DIR", help="output directory  [default: <experiment>/report]")
 @click.option("--kde", "kde", multiple=True, type=click.IntRange(min=1), metavar="N_ATT",
               help="also draw this N_att in the KDE plot (repeatable); N_att = 1 and the largest are always drawn")
@@ -25,6 +25,8 @@ import click
 def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictions_dir):
     """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att; per-class recall;
     paired and speaker-clustered figures of each Δ, variance components, and a verdict (--margin)."""
+    import json
+
     from sertune import fsutil, paths, results
     from sertune.errors import ResultsError
     from sertune.preflight import check_writable
@@ -46,7 +48,9 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     fsutil.check_bucket(out)
     check_writable(out, "--out" if out_dir else "--experiment-dir")
 
-    df = checked(results.read_table(source), source)  # validated once, here
+    # A folder is one of `sertune train` runs (each result.json a row), as compare reads it.
+    rows = results.read_train_results(source) if fsutil.is_dir(source) else results.read_table(source)
+    df = checked(rows, source)  # validated once, here
     summary = table(df)
     try:
         kde_selection(summary, list(kde))
@@ -56,6 +60,9 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     files = render_report(df, list(kde), source, summary=summary, predictions=pred, margin=margin)
     write_report(files, out)
     click.echo(files["table.md"].decode(), nl=False)
+    banner = json.loads(files["stats.json"])["leaks"]
+    if banner:
+        click.echo(f"Warning: {banner}", err=True)
     for w in report_warnings(summary):
         click.echo(f"Warning: {w}", err=True)
     if pred is None:
@@ -75,8 +82,13 @@ def _predictions(source: str, given: str | None, df):
     from sertune.errors import ResultsError
 
     location = fsutil.normalize(given) if given else predictions.default_location(source)
-    if given is None and (location == source or not fsutil.exists(location)):
+    if given is None and not fsutil.exists(location):
         return None
+    if given is None and location == source:  # a folder of `sertune train` runs: their predictions/ inside
+        try:
+            return _predictions(source, source, df)
+        except (click.BadParameter, ResultsError):  # runs from before predictions were kept: without them
+            return None
     try:
         pred = predictions.read_predictions(location)
     except ResultsError as e:

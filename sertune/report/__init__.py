@@ -13,7 +13,7 @@ import uuid
 import pandas as pd
 import pyarrow.fs as pafs
 
-from sertune import fsutil
+from sertune import fsutil, leaks
 from sertune.errors import ConfigError, SertuneError
 from sertune.report.evidence import METHODS as EVIDENCE_METHODS
 from sertune.report.evidence import evidence
@@ -48,14 +48,17 @@ def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: 
     sums = confusion_sums(df, source or "results")
     picked = confusion_selection(summary)
     trend = grid_trend(df)
+    leak = leaks.banner(df)
     beyond = evidence(df, predictions, margin)
     stats = stats_document(df, summary, source)
     stats["evidence"] = beyond
+    stats["leaks"] = leak
     stats["methods"]["evidence"] = EVIDENCE_METHODS
     stats["trend"] = trend_document(*trend)
     stats["per_class"] = class_document(classes, sums, picked if sums is not None else [])
     files = {
-        "table.md": markdown_table(summary, trend, evidence_markdown(beyond, summary)).encode(),
+        "table.md": ((f"> **{leak}**\n\n" if leak else "")
+                     + markdown_table(summary, trend, evidence_markdown(beyond, summary))).encode(),
         "table.tex": latex_table(summary).encode(),
         "table.csv": csv_table(summary).encode(),
         "stats.json": (json.dumps(stats, indent=2, allow_nan=False) + "\n").encode(),

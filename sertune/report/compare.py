@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sertune import fsutil, paths, results
+from sertune import fsutil, leaks, paths, results
 from sertune.config import RUNTIME_FIELDS
 from sertune.errors import ConfigError, ResultsError
 from sertune.experiment import differences
@@ -25,7 +25,8 @@ from sertune.report.tables import _pval as pvalue
 FILES = ("compare.md", "compare.csv", "compare.json")
 # What a row's configuration may vary in within one arm: the arm is its seeds.
 PER_RUN = ("seed", "n_att", *RUNTIME_FIELDS)
-COLUMNS = ("label", "differs", "n", "uar_mean", "uar_std", "diff", "ci_low", "ci_high", "p", "code_versions", "source")
+COLUMNS = ("label", "differs", "n", "uar_mean", "uar_std", "diff", "ci_low", "ci_high", "p", "code_versions", "leaks",
+           "source")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def compare(arms: list[Arm]) -> pd.DataFrame:
                "n": len(x), "uar_mean": float(x.mean()),
                "uar_std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
                "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
-               "code_versions": ",".join(sorted(set(arm.rows["code_version"].astype(str)))), "source": arm.source}
+               "code_versions": ",".join(sorted(set(arm.rows["code_version"].astype(str)))),
+               "leaks": "; ".join(sorted(set(leaks.of_rows(arm.rows)) - {""})), "source": arm.source}
         if arm is not ref:
             row["diff"] = float(x.mean() - ref.uar.mean())
             try:
@@ -149,8 +151,18 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
 
 
+def banner(table: pd.DataFrame) -> str | None:
+    """One line above a comparison that holds arms made with the authors' leaks."""
+    leaky = table[table["leaks"] != ""]
+    if leaky.empty:
+        return None
+    honest = "" if len(leaky) == len(table) else f"; compared with honest arm(s) ({', '.join(table.loc[table['leaks'] == '', 'label'])}): not like for like"
+    return f"LEAK: arm(s) {', '.join(f'{r.label} ({r.leaks})' for r in leaky.itertuples())}{honest}"
+
+
 def markdown(table: pd.DataFrame, n_att: int) -> str:
-    lines = [f"| configuration (N_att = {n_att}) | differs from {table.iloc[0]['label']} | seeds | test UAR (ddof 1) "
+    note = banner(table)
+    lines = ([f"> **{note}**", ""] if note else []) + [f"| configuration (N_att = {n_att}) | differs from {table.iloc[0]['label']} | seeds | test UAR (ddof 1) "
              "| Δ [Welch 95 % CI] | p | code |",
              "|---|---|---|---|---|---|---|"]
     for i, r in table.iterrows():
@@ -169,6 +181,7 @@ def render(table: pd.DataFrame, n_att: int) -> dict[str, bytes]:
     doc = {"n_att": n_att, "reference": table.iloc[0]["label"], "confidence": 0.95, "test": "Welch two-sided",
            "arms": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                     for r in table.to_dict("records")]}
+    doc["leaks"] = banner(table)
     return {"compare.md": markdown(table, n_att).encode(),
             "compare.csv": table.to_csv(index=False).encode(),
             "compare.json": (json.dumps(doc, indent=2) + "\n").encode()}
