@@ -94,3 +94,27 @@ def test_report_and_compare_say_when_rows_hold_leaks(synth_store, tmp_path):
     read_train_results(str(tmp_path / "honest")).to_parquet(honest)
     assert run("report", "--results", honest, "--out", tmp_path / "r2").exit_code == 0
     assert "LEAK" not in (tmp_path / "r2" / "table.md").read_text()
+
+
+def test_tune_selected_on_test_maximises_the_test_objective_and_says_so(synth_store, tmp_path, ray_local):
+    space = tmp_path / "space.yaml"
+    space.write_text("batch_size: {type: choice, values: [16, 32]}\ncycles: 1\n")
+    exp = tmp_path / "exp"
+    r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 3,
+            "--epochs", 2, "--grace-period", 2, "--actor-folds", FOLDS, "--selected-on", "test")
+    assert r.exit_code == 0, r.output
+    assert "Warning: LEAK: tuned on test UAR (test_uar_at_best_val" in r.output
+    best = json.loads((exp / "tune" / "best_config.json").read_text())
+    trials = pd.read_parquet(exp / "tune" / "trials.parquet")
+    assert best["objective"] == "test_uar_at_best_val" and best["config"]["selected_on"] == "test"
+    # The winner is the trial with the best test objective, which need not be the best on validation.
+    assert best["best_objective"] == trials["test_uar_at_best_val"].max()
+    winner = trials.loc[trials["test_uar_at_best_val"].idxmax()]
+    assert best["best_val_uar"] == winner["best_val_uar"]
+    # A sweep at that configuration carries the leak in every row, and the report says so.
+    r = run("sweep", "--store", synth_store, "--experiment-dir", exp, "--n-att", "1", "--seeds", 2)
+    assert r.exit_code == 0, r.output
+    rows = pd.read_parquet(exp / "sweep" / "results.parquet")
+    assert (leaks.of_rows(rows) == "configuration selected on test UAR").all()
+    r = run("report", "--experiment-dir", exp)
+    assert r.exit_code == 0 and r.output.startswith("> **LEAK: 2 of 2 row(s)"), r.output

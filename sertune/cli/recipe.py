@@ -20,10 +20,15 @@ from sertune.cli.options import ray_options
 @click.option("--n-att", default=None, help="N_att values, comma-separated  [default: the recipe's]")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None, help="[default: fp32]")
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--selected-on", type=click.Choice(["validation", "test"]), default=None,
+              help="LEAK when test: tune on the pooled test UAR, as the authors' code does (to measure it)  "
+                   "[default: validation]")
+@click.option("--fixed-fold-seed", type=click.IntRange(min=0), default=None,
+              help="LEAK: seed every fold with this whatever the run's seed, as the authors' code does  [default: off]")
 @ray_options
 @click.pass_context
 def recipe(ctx, recipe, data, workdir, do_tune, num_samples, seeds, n_att, precision, cpus_per_trial,
-           address, num_cpus, num_gpus):
+           selected_on, fixed_fold_seed, address, num_cpus, num_gpus):
     """A whole study from a recipe (shipped: authors-5fold): prepare, tune, sweep, report."""
     import yaml
 
@@ -47,6 +52,9 @@ def recipe(ctx, recipe, data, workdir, do_tune, num_samples, seeds, n_att, preci
         train["actor_folds"] = resolve(train["actor_folds"])
     if precision:
         train["precision"] = precision
+    if selected_on == "test" and not do_tune:
+        raise ConfigError("--selected-on test chooses the tuned configuration on test UAR; --no-tune tunes nothing")
+    train.update({k: v for k, v in (("selected_on", selected_on), ("fixed_fold_seed", fixed_fold_seed)) if v is not None})
     fixed = {k: v for k, v in train.items() if k not in TUNED_KNOBS}
     sweep_opts = {"seeds": seeds or r.sweep.get("seeds", 10),
                   "n_att": parse_int_list(None, None, n_att) if n_att else tuple(r.sweep.get("n_att", (1, 64)))}
