@@ -168,4 +168,7 @@ def markdown(doc: dict, summary: pd.DataFrame) -> list[str]:
     sentences = verdict_sentences(doc)
     if sentences:
         lines += ["", *sentences]
+        if len(sentences) > 1:
+            lines += ["", "Each verdict answers its own question at level 0.05 (no multiplicity correction): "
+                          "ask it of the comparison chosen in advance (the paper's: LSTM-v-64)."]
     return lines
