@@ -65,6 +65,15 @@ t sertune sweep --store "$WORK/authors/store" --experiment-dir "$WORK/decisive" 
   --config docs/results/authors-5fold-tuned/best_config.json --n-att 1,64 --seeds 100 --num-cpus 1
 sertune report --experiment-dir "$WORK/decisive" --margin 0.009
 
+#    1e. The level, measured (docs/results/authors-5fold-leaky): the authors' two leaks ON PURPOSE,
+#    with the honest tune's budget -- tuned on test UAR, its configuration over 10 seeds, then the
+#    fixed per-fold seed repeated. Every row records the leak; the reports carry a LEAK banner.
+t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/leaky" --selected-on test \
+  --num-samples 32 --n-att 1 --seeds 10 --num-cpus 1
+t sertune sweep --store "$WORK/leaky/store" --experiment-dir "$WORK/leaky/experiment-fixed-seed" \
+  --config "$WORK/leaky/experiment/tune/best_config.json" --fixed-fold-seed 0 --n-att 1 --seeds 3 --num-cpus 1
+sertune report --experiment-dir "$WORK/leaky/experiment-fixed-seed"
+
 #    The full study (100 trials, 7 N_att x 10 seeds) is another experiment: its own workdir.
 t sertune recipe authors-5fold --data "$DATA" --workdir "$WORK/authors-full"
 
