@@ -1,7 +1,9 @@
-"""Fill docs/results/README.md's decisive-run section from the committed rows (rerun as rows land)."""
+"""Fill docs/results/README.md's decisive-run section from the committed rows (rerun as rows land):
+    python docs/results/authors-5fold-decisive/figures.py
+"""
 import json, subprocess, sys
 import numpy as np, pandas as pd
-M = '/work/main'
+M = str(__import__('pathlib').Path(__file__).resolve().parents[3])  # the repository
 D = M + '/docs/results/authors-5fold-decisive'
 subprocess.run([sys.executable, '-m', 'sertune', 'report', '--results', D + '/results.parquet', '--out', D + '/report',
                 '--margin', '0.009'], cwd=M, check=True, capture_output=True)
