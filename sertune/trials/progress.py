@@ -1,6 +1,6 @@
 """The live view of a tune or sweep: what the user watches instead of Ray Tune's reporter.
 
-On a terminal, one compact block redrawn in place (trials done / running / pending / failed,
+On a terminal, one compact block redrawn in place, each line cut to the terminal's width (trials done / running / pending / failed,
 the best validation UAR so far or the pairs done per N_att, elapsed and remaining time). Anywhere
 else (CI, `ray job submit` logs, a pipe) one plain line per finished or failed trial, with no
 control characters. Both end with a one-line summary. Runs in the driver as a Tune callback.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -22,6 +23,21 @@ REFRESH_S = 1.0  # a terminal redraw at most this often; events redraw at once
 def clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def terminal_width() -> int:
+    """The terminal's width now (read at every redraw, so a resize is honoured); COLUMNS only
+    where stdout is not a terminal one can ask."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return shutil.get_terminal_size().columns
+
+
+def fit(line: str, width: int) -> str:
+    """One row of the block: cut to width - 1 columns with "…" (a line that reached the last column
+    would wrap on some terminals), so the redraw can move up exactly one row per line."""
+    return line if len(line) <= width - 1 else line[:max(width - 2, 0)] + "…"
 
 
 def _value(v) -> str:
@@ -208,7 +224,8 @@ class LiveView(tune.Callback):
     def _draw(self) -> None:
         self._clear()
         lines = self.status_lines()
-        sys.stdout.write("".join(line + "\x1b[K\n" for line in lines))
+        width = terminal_width()
+        sys.stdout.write("".join(fit(line, width) + "\x1b[K\n" for line in lines))
         sys.stdout.flush()
         self._drawn, self._last_draw = len(lines), time.monotonic()
 
