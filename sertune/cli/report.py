@@ -25,9 +25,7 @@ import click
 def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictions_dir):
     """Table (Markdown, LaTeX, CSV), statistics and figures of test UAR against N_att; per-class recall;
     paired and speaker-clustered figures of each Δ, variance components, and a verdict (--margin)."""
-    import json
-
-    from sertune import fsutil, paths, results
+    from sertune import fsutil, leaks, paths, results
     from sertune.errors import ResultsError
     from sertune.preflight import check_writable
     from sertune.report import class_notes, render_report, write_report
@@ -60,7 +58,7 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     files = render_report(df, list(kde), source, summary=summary, predictions=pred, margin=margin)
     write_report(files, out)
     click.echo(files["table.md"].decode(), nl=False)
-    banner = json.loads(files["stats.json"])["leaks"]
+    banner = leaks.banner(df)
     if banner:
         click.echo(f"Warning: {banner}", err=True)
     for w in report_warnings(summary):
@@ -76,29 +74,30 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
 
 
 def _predictions(source: str, given: str | None, df):
-    """The predictions of the rows reported: given (then they must be there), or the folder beside
-    the results where one exists. Every row must have its run's file."""
+    """The predictions of the rows reported, or None where there are none to read: ``given`` (then
+    they must be there), else the folder beside the results (a folder of `sertune train` runs holds
+    its own). Every row must have its run's file."""
+    import pandas as pd
+
     from sertune import fsutil, predictions
     from sertune.errors import ResultsError
 
     location = fsutil.normalize(given) if given else predictions.default_location(source)
     if given is None and not fsutil.exists(location):
         return None
-    if given is None and location == source:  # a folder of `sertune train` runs: their predictions/ inside
-        try:
-            return _predictions(source, source, df)
-        except (click.BadParameter, ResultsError):  # runs from before predictions were kept: without them
-            return None
     try:
         pred = predictions.read_predictions(location)
     except ResultsError as e:
+        if given is None and location == source:
+            return None  # `sertune train` runs from before predictions were kept
         raise click.BadParameter(str(e), param_hint="--predictions") if given else e
-    have = set(zip(pred["n_att"].astype(int), pred["seed"].astype(int)))
-    for n_att, seed in zip(df["n_att"].astype(int), df["seed"].astype(int)):
-        if (n_att, seed) not in have:
-            raise ResultsError(f"{location}: no predictions for the row n_att={n_att} seed={seed} of {source}")
-    return pred[[(a, s) in set(zip(df["n_att"].astype(int), df["seed"].astype(int)))
-                 for a, s in zip(pred["n_att"].astype(int), pred["seed"].astype(int))]]
+    rows = pd.MultiIndex.from_arrays([df["n_att"].astype(int), df["seed"].astype(int)])
+    runs = pd.MultiIndex.from_arrays([pred["n_att"].astype(int), pred["seed"].astype(int)])
+    missing = rows[~rows.isin(runs)]
+    if len(missing):
+        n_att, seed = missing[0]
+        raise ResultsError(f"{location}: no predictions for the row n_att={n_att} seed={seed} of {source}")
+    return pred[runs.isin(rows)]
 
 
 def _to_mlflow(uri: str, exp: str, files: dict[str, bytes], df) -> str:

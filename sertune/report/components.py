@@ -33,18 +33,26 @@ class Components:
     run_var: float  # observed variance of the pooled UAR over seeds
 
 
-def fold_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Long table (seed, fold, uar) of the rows' fold_uar lists; empty unless every row has K >= 2 folds."""
+def per_fold(rows: pd.DataFrame) -> np.ndarray | None:
+    """The rows' fold_uar lists as a seeds × folds array; None unless every row has the same K >= 2."""
     if "fold_uar" not in rows:
-        return pd.DataFrame(columns=["seed", "fold", "uar"])
+        return None
     try:
         per_seed = [json.loads(v) if isinstance(v, str) else list(v) for v in rows["fold_uar"]]
     except (TypeError, ValueError):
-        return pd.DataFrame(columns=["seed", "fold", "uar"])
+        return None
     if not per_seed or any(len(f) != len(per_seed[0]) or len(f) < 2 for f in per_seed):
+        return None
+    return np.array(per_seed, dtype=float)
+
+
+def fold_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Long table (seed, fold, uar) of per_fold; empty where there is none."""
+    folds = per_fold(rows)
+    if folds is None:
         return pd.DataFrame(columns=["seed", "fold", "uar"])
-    return pd.DataFrame([(int(s), k, float(u)) for s, f in zip(rows["seed"], per_seed) for k, u in enumerate(f)],
-                        columns=["seed", "fold", "uar"])
+    seeds = np.repeat(rows["seed"].to_numpy(int), folds.shape[1])
+    return pd.DataFrame({"seed": seeds, "fold": np.tile(np.arange(folds.shape[1]), len(folds)), "uar": folds.ravel()})
 
 
 def components(rows: pd.DataFrame) -> Components:

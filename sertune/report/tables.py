@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 
+from sertune.report.components import per_fold
 from sertune.report.summary import BASELINE, CONFIDENCE, TABLE_COLUMNS, model_name, report_warnings
 from sertune.report.trend import Trend, trend_line
 
@@ -246,15 +246,9 @@ def stats_document(df: pd.DataFrame, summary: pd.DataFrame, source: str | None =
 
 def _folds(g: pd.DataFrame) -> dict:
     """Per-fold test UAR over seeds, for rows of a K-fold protocol (fold_uar holds > 1 entry)."""
-    if "fold_uar" not in g:
+    folds = per_fold(g)  # seeds x folds
+    if folds is None:
         return {}
-    try:
-        per_seed = [json.loads(v) for v in g["fold_uar"]]
-    except (TypeError, ValueError):
-        return {}
-    if not per_seed or any(len(f) != len(per_seed[0]) or len(f) < 2 for f in per_seed):
-        return {}
-    folds = np.array(per_seed, dtype=float)  # seeds x folds
     std = folds.std(0, ddof=1) if len(folds) >= 2 else np.full(folds.shape[1], np.nan)
     return {"fold_uar_mean": folds.mean(0).tolist(), "fold_uar_std": std.tolist(), "fold_uar": folds.tolist()}
 
