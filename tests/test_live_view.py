@@ -23,10 +23,10 @@ EVENT = r"\[\d+:\d\d\] "
 LEFT = r"( \(about \d+:\d\d left\))?"  # after a trial's line while others remain
 TUNE_LINES = [
     r"tune: 4 trials; Ray's output: .*/logs/tune-\d{8}-\d{6}\.log",
-    EVENT + r"\d/4 trial \w+: validation UAR 0\.\d{4} \((stopped by ASHA at epoch [123]|all 4 epochs)\) "
+    EVENT + r"\d/4 trial \d \(\w+\): validation UAR 0\.\d{4} \((stopped by ASHA at epoch [123]|all 4 epochs)\) "
             r"batch_size=(16|32) cycles=1 dropout=\S+ lr=\S+ weight_decay=\S+; best so far 0\.\d{4}" + LEFT,
     r"tune finished in \d+:\d\d: 4/4 done \(\d stopped early\), 0 running, 0 pending, 0 failed; best validation UAR 0\.\d{4}",
-    r"best validation UAR 0\.\d{4} with lr=\S+, batch_size=\d+, dropout=\S+, weight_decay=\S+, cycles=1",
+    r"best validation UAR 0\.\d{4} \(trial \d\) with lr=\S+, batch_size=\d+, dropout=\S+, weight_decay=\S+, cycles=1",
     r"hyperparameter importances( \(over \d+ full-budget trials\): .*|: \d+ full-budget trial\(s\): too few for importances)",
     r"-> .*/tune/best_config\.json  \(all trials: .*/tune/trials\.parquet; the search drawn: .*/tune/search\.png\)",
     r"Optuna study 'exp': optuna-dashboard sqlite:////.*/exp/tune/optuna\.db",
@@ -53,18 +53,85 @@ def check_lines(output: str, patterns: list[str]) -> list[str]:
     return lines
 
 
-def scalar_tags(event_file: str) -> set[str]:
-    """The scalar tags of a TensorBoard event file (TFRecord framing, Event protos)."""
+def events(event_file: str) -> list:
+    """The Event protos of a TensorBoard event file (TFRecord framing)."""
     from tensorboardX.proto import event_pb2
 
-    tags, data = set(), open(event_file, "rb").read()
-    pos = 0
+    found, data, pos = [], open(event_file, "rb").read(), 0
     while pos < len(data):
         (length,) = struct.unpack("<Q", data[pos:pos + 8])
-        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
-        tags |= {v.tag for v in event.summary.value if v.HasField("simple_value")}
+        found.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
         pos += 12 + length + 4
-    return tags
+    return found
+
+
+def scalar_tags(event_file: str) -> set[str]:
+    return {v.tag for e in events(event_file) for v in e.summary.value if v.HasField("simple_value")}
+
+
+def hparams(event_file: str) -> tuple[dict, set[str]]:
+    """The HParams TensorBoard shows for a trial: its values, and the metrics declared beside them."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    values, metrics = {}, set()
+    for v in (v for e in events(event_file) for v in e.summary.value):
+        if v.metadata.plugin_data.plugin_name != "hparams":
+            continue
+        data = HParamsPluginData.FromString(v.metadata.plugin_data.content)
+        for k, x in data.session_start_info.hparams.items():
+            values[k] = x.number_value if x.HasField("number_value") else x.string_value
+        metrics |= {m.name.tag for m in data.experiment.metric_infos}
+    return values, metrics
+
+
+NUMBERED = re.compile(r"\[\d+:\d\d\] \d+/4 trial (\d+) \((\w+)\): validation UAR .* lr=(\S+) weight_decay=\S+; best so far .*")
+
+
+def search_drawn(exp):
+    """search.png's figure, drawn from the tables `sertune tune` wrote (as cli/tune.py draws it)."""
+    from sertune.report.search import search_figure
+
+    best = json.loads((exp / "tune" / "best_config.json").read_text())
+    trials, curves = pd.read_parquet(exp / "tune" / "trials.parquet"), pd.read_parquet(exp / "tune" / "curves.parquet")
+    return search_figure(curves, trials, best["trial_id"], 4, [1, 2], "lr", "test")
+
+
+def check_numbers(exp, output: str) -> dict[str, int]:
+    """Every place's number for each trial agrees; returns Ray trial id -> number."""
+    trials = pd.read_parquet(exp / "tune" / "trials.parquet")
+    assert trials.columns[0] == "trial" and trials["trial"].tolist() == list(range(4)), trials[["trial", "trial_id"]]
+    number = dict(zip(trials["trial_id"], trials["trial"]))
+    lr = dict(zip(trials["trial"], trials["config/lr"]))
+
+    console = {m.group(2): (int(m.group(1)), float(m.group(3))) for m in map(NUMBERED.fullmatch, output.splitlines()) if m}
+    assert len(console) == 4, output
+    for tid, (n, shown_lr) in console.items():
+        assert number[tid] == n and shown_lr == float(f"{lr[n]:.3g}"), (tid, n, shown_lr, trials)
+
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp}/tune/optuna.db")
+    assert [t.number for t in study.trials] == list(range(4))
+    assert study.metric_names == ["best_val_uar"]
+    for t in study.trials:  # trial.number is the console's and the table's, for the trial that ran with that lr
+        assert t.number == number[t.user_attrs["ray_trial_id"]] and t.params["lr"] == lr[t.number]
+        assert t.user_attrs["n_att"] == 1 and t.user_attrs["seed"] == 0 and t.state.is_finished()
+
+    curves = pd.read_parquet(exp / "tune" / "curves.parquet")
+    assert list(curves.columns[:2]) == ["trial", "trial_id"]
+    assert dict(zip(curves["trial_id"], curves["trial"])) == number
+
+    best = json.loads((exp / "tune" / "best_config.json").read_text())
+    assert best["trial"] == number[best["trial_id"]] and best["config"]["lr"] == lr[best["trial"]]
+    fig = search_drawn(exp)
+    curves_ax, order_ax, *knob_ax = fig.axes
+    assert curves_ax.get_legend().get_texts()[0].get_text() == f"best: trial {best['trial']}"
+    result = dict(zip(trials["trial"], trials["best_val_uar"]))
+    drawn = {int(x): y for c in order_ax.collections for x, y in c.get_offsets()}  # x: the trial's number
+    assert drawn == pytest.approx(result)
+    if knob_ax:  # the knob's points, each labelled with its trial's number
+        (ax,) = knob_ax
+        knob = trials[f"config/{ax.get_xlabel()}"]
+        assert {int(t.get_text()): float(t.xy[0]) for t in ax.texts} == dict(zip(trials["trial"], knob))
+    return number
 
 
 def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
@@ -118,6 +185,15 @@ def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
     for event_file in glob.glob(str(exp / "tune" / "tune" / "*" / "events.out.tfevents.*")):
         assert scalar_tags(event_file) == {"train_loss", "val_uar", "best_val_uar", "epoch_time_s"}
 
+    first = check_numbers(exp, r.output)  # one number per trial: console, study, tables, search.png
+    r = run("tune", "--store", synth_store, "--experiment-dir", exp, "--space", space, "--num-samples", 4,
+            "--epochs", 4, "--grace-period", 1, "--reduction-factor", 2, "--max-concurrent", 2)
+    assert r.exit_code == 0, r.output  # restores the finished experiment: nothing runs, every table rewritten
+    trials = pd.read_parquet(exp / "tune" / "trials.parquet")
+    assert dict(zip(trials["trial_id"], trials["trial"])) == first
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp}/tune/optuna.db")
+    assert {t.user_attrs["ray_trial_id"]: t.number for t in study.trials} == first
+
 
 def test_sweep_live_view(synth_store, tmp_path):
     r = run("sweep", "--store", synth_store, "--experiment-dir", tmp_path, "--no-tuned", "--n-att", "1,2",
@@ -125,6 +201,9 @@ def test_sweep_live_view(synth_store, tmp_path):
     assert r.exit_code == 0, r.output
     lines = check_lines(r.output, SWEEP_LINES)
     assert sorted(re.search(r"N_att=\d", x).group() for x in lines if re.match(EVENT, x)) == ["N_att=1", "N_att=2"]
+    found = [hparams(f) for f in glob.glob(str(tmp_path / "sweep" / "sweep-*" / "*" / "events.out.tfevents.*"))]
+    assert sorted(v["n_att"] for v, _ in found) == [1, 2] and {v["seed"] for v, _ in found} == {0}, found
+    assert all(m == {"train_loss", "val_uar", "best_val_uar", "epoch_time_s", "test_uar"} for _, m in found), found
 
 
 def test_study_export_adds_each_trial_once_and_importances_use_full_budget_trials(tmp_path):
@@ -132,7 +211,7 @@ def test_study_export_adds_each_trial_once_and_importances_use_full_budget_trial
     from optuna.trial import TrialState, create_trial
 
     from sertune.errors import ConfigError
-    from sertune.trials.tracking import claim_study, export_study, importances
+    from sertune.trials.study import claim_study, export_study, importances
 
     dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "cycles": IntDistribution(1, 4)}
     study = optuna.create_study(direction="maximize")

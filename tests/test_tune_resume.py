@@ -257,14 +257,22 @@ def test_tune_killed_then_rerun_continues_the_experiment(runs_resume, left):
 
     proc, log2 = runs.start("tune2")
     assert runs.wait(proc, log2, 360) == 0, tail(log2)
-    ran = set(_final_outputs(exp, num_samples)["trial_id"])
+    trials = _final_outputs(exp, num_samples)
+    ran = set(trials["trial_id"])
     assert set(snap) <= ran, "trials of the first run were dropped: it started over"
     assert len(_snapshot(exp)) == num_samples
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp / 'tune' / 'optuna.db'}")
     told = [t.user_attrs["ray_trial_id"] for t in study.trials]
     assert len(told) == len(set(told)) and ran <= set(told), (sorted(told), sorted(ran))
-    # Only a trial the first run's searcher saw finish may be in the study and not in the list.
-    assert set(told) <= ran | set(at_kill), (sorted(told), sorted(ran))
+    assert all(t.state.is_finished() for t in study.trials), [(t.number, t.state) for t in study.trials]
+    # One number per trial: the table's is the study's, across the kill.
+    number = {t.user_attrs["ray_trial_id"]: t.number for t in study.trials}
+    assert dict(zip(trials["trial_id"], trials["trial"])) == {t: number[t] for t in ran}
+    dropped = {t.user_attrs["ray_trial_id"] for t in study.trials if t.user_attrs.get("dropped")}
+    assert not dropped & ran and all(t.state.name == "FAIL" for t in study.trials if t.user_attrs.get("dropped"))
+    # Besides those made and dropped, only a trial the first run's searcher saw finish may be in
+    # the study and not in the list.
+    assert set(told) - dropped <= ran | set(at_kill), (sorted(told), sorted(ran))
     if left == "list behind":
         return  # its trials restart from the early snapshot's checkpoints
     assert finished and resumable, snap

@@ -60,7 +60,8 @@ def tune(store, experiment_dir, space, address, num_cpus, num_gpus, gpus_per_tri
         check_device(base.device, settings.gpus_per_trial, local)
         best = run_tune(store, exp, base, search, settings, watch)
     tuned = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["tuned"].items())
-    click.echo(f"best validation UAR {best['best_val_uar']:.4f} with {tuned}")
+    which = f" (trial {best['trial']})" if best.get("trial") is not None else ""
+    click.echo(f"best validation UAR {best['best_val_uar']:.4f}{which} with {tuned}")
     if best.get("objective", "best_val_uar") != "best_val_uar":
         click.echo(f"Warning: LEAK: tuned on test UAR ({best['objective']} {best['best_objective']:.4f}); "
                    "the configuration is chosen on the test speakers", err=True)

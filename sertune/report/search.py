@@ -1,6 +1,7 @@
 """The tune's search, drawn: every trial's running-best validation UAR per epoch (where ASHA
-stopped it), each trial's result in the order the trials ran, and the result against the most
-important knob. What `sertune tune` writes as EXP/tune/search.png."""
+stopped it), each trial's result by its number (the order Tune made the trials: the number the
+console, trials.parquet and the Optuna study give it), and the result against the most important
+knob, each point labelled with its trial's number. What `sertune tune` writes as EXP/tune/search.png."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ def pick_knob(importances: dict | None, trials: pd.DataFrame) -> tuple[str | Non
     return None, ""
 
 
+LABELLED = 60  # the third panel labels its points with trial numbers up to this many trials
+
+
+def trial_numbers(curves: pd.DataFrame, by_trial: dict) -> dict:
+    """Ray trial id -> the trial's number (curves' ``trial``; a tune begun before trials had
+    numbers has none: then by first epoch's time, from 0)."""
+    if "trial" in curves and curves["trial"].notna().all():
+        return {tid: int(c["trial"].iloc[0]) for tid, c in by_trial.items()}
+    return {tid: i for i, tid in enumerate(sorted(by_trial, key=lambda t: by_trial[t]["timestamp"].min()))}
+
+
 def search_png(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_epochs: int,
                rungs: list[int], knob: str | None = None, why: str = "") -> bytes:
     return png_bytes(search_figure(curves, trials, best_trial, max_epochs, rungs, knob, why))
@@ -39,7 +51,8 @@ def search_png(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_
 
 def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, max_epochs: int,
                   rungs: list[int], knob: str | None = None, why: str = "") -> Figure:
-    """``curves``: trial_id, epoch, best_val_uar, timestamp (tune's curves.parquet); ``trials``:
+    """``curves``: trial, trial_id, epoch, best_val_uar, timestamp (tune's curves.parquet; without
+    ``trial``, as before numbers, trials are numbered by their first epoch's time); ``trials``:
     Tune's per-trial frame (trials.parquet); ``knob``: a searched numeric knob for the third
     panel, ``why`` it was chosen."""
     knob_col = f"config/{knob}" if knob else None
@@ -48,6 +61,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3 if third else 2)
     by_trial = {tid: c.sort_values("epoch") for tid, c in curves.groupby("trial_id")}
+    number = trial_numbers(curves, by_trial)
     full = {tid for tid, c in by_trial.items() if c["epoch"].max() >= max_epochs}
     last = {tid: c["best_val_uar"].iloc[-1] for tid, c in by_trial.items()}  # each trial's result
 
@@ -60,7 +74,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
                 ax.plot(c["epoch"].iloc[-1], last[tid], "x", color="0.55", ms=4)
     if best_trial in by_trial:
         c = by_trial[best_trial]
-        ax.plot(c["epoch"], c["best_val_uar"], lw=2.2, color="C3", label=f"best trial {best_trial}")
+        ax.plot(c["epoch"], c["best_val_uar"], lw=2.2, color="C3", label=f"best: trial {number[best_trial]}")
         ax.legend(loc="best", fontsize=8)
     for r in rungs:
         ax.axvline(r, ls=":", lw=0.8, color="0.4")
@@ -69,9 +83,9 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
     ax.title.set_fontsize(10)
 
     ax = axes[1]
-    order = sorted(by_trial, key=lambda t: by_trial[t]["timestamp"].min())
+    order = sorted(by_trial, key=number.get)
     final = np.array([last[t] for t in order])
-    x = np.arange(1, len(order) + 1)
+    x = np.array([number[t] for t in order])
     is_full = np.array([t in full for t in order])
     ax.scatter(x[~is_full], final[~is_full], marker="x", color="0.55", s=22, label="stopped by ASHA (at its last epoch)")
     ax.scatter(x[is_full], final[is_full], color="C0", s=26, label="full budget")
@@ -79,7 +93,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
     shown = np.isfinite(running)
     if shown.any():
         ax.step(x[shown], running[shown], where="post", color="C3", lw=1.2, label="best full-budget so far")
-    ax.set(xlabel="trial, in the order they ran", ylabel="best validation UAR", title="The search")
+    ax.set(xlabel="trial number (the order the trials were made)", ylabel="best validation UAR", title="The search")
     ax.title.set_fontsize(10)
     ax.legend(loc="best", fontsize=8)
 
@@ -92,6 +106,9 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
         f = np.array([i in full for i in ids])
         ax.scatter(v[~f], y[~f], marker="x", color="0.55", s=22)
         ax.scatter(v[f], y[f], color="C0", s=26)
+        if len(ids) <= LABELLED:
+            for i, vi, yi in zip(ids, v, y):
+                ax.annotate(str(number[i]), (vi, yi), xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.3")
         if (v > 0).all() and v.max() / v.min() > 20:
             ax.set_xscale("log")
         ax.set(xlabel=knob, ylabel="best validation UAR", title=f"against {knob}" + (f" ({why})" if why else ""))

@@ -71,6 +71,7 @@ class LiveView(tune.Callback):
         self.retries = 0
         self.finished_here = 0  # trials finished in this session: the pace (a restored run holds earlier ones)
         self._observed = False
+        self.number_of = lambda trial_id: None  # tune: a trial's number (the searcher's; see searcher.py)
         self.statuses: Counter = Counter()
         self._drawn, self._last_draw = 0, 0.0
 
@@ -176,7 +177,8 @@ class LiveView(tune.Callback):
         if self.stage == "sweep":
             n_att, seed = trial.config["pair"]
             return f"N_att={n_att} seed={seed}"
-        return trial.trial_id
+        number = self.number_of(trial.trial_id)  # the number of the Optuna study, trials.parquet and search.png
+        return trial.trial_id if number is None else f"{number} ({trial.trial_id})"
 
     def _finished_line(self, trial, result: dict) -> str:
         n = f"{len(self.done)}/{self.total}"
@@ -193,7 +195,7 @@ class LiveView(tune.Callback):
         stop = f"stopped by ASHA at epoch {epochs}" if epochs < self.max_epochs else f"all {epochs} epochs"
         params = " ".join(f"{k}={_value(v)}" for k, v in sorted(trial.config.items()))
         best = self.best()
-        return (f"{n} trial {trial.trial_id}: validation UAR {result.get('best_val_uar', float('nan')):.4f} "
+        return (f"{n} trial {self._name(trial)}: validation UAR {result.get('best_val_uar', float('nan')):.4f} "
                 f"({stop}) {params}; best so far {best:.4f}")
 
     def status_lines(self) -> list[str]:

@@ -1,5 +1,5 @@
-"""Where trials are watched besides the terminal: TensorBoard event files, MLflow runs and the
-Optuna study (for optuna-dashboard). All run in the driver.
+"""Where trials are watched besides the terminal: TensorBoard event files and MLflow runs. All
+run in the driver.
 
 - TensorBoard: one event file per trial with the per-epoch metrics under their own names.
 - MLflow: one run per trial (Ray's MLflowLoggerCallback), the whole TrainConfig as params,
@@ -8,17 +8,12 @@ Optuna study (for optuna-dashboard). All run in the driver.
   instead of adding another; runs a killed driver left RUNNING are marked KILLED when a driver
   next takes the same lock (the tune folder, or the sweep's results table): holding it, it knows
   no other driver is writing them.
-- Optuna: the searcher (``searcher.py``) keeps its study in memory (restored with Tune's
-  snapshot) and copies every finished trial into an RDB storage, where it is found by its Ray
-  trial id, so a resumed tune adds to the same study. Trials that ASHA stopped early are told
-  PRUNED (with their per-epoch values), not COMPLETE at a truncated score: TPE ranks them as
-  pruned, and importances use only full-budget trials.
+- Optuna: the searcher (``searcher.py``) writes the stored study itself (``study.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -36,19 +31,42 @@ log = logging.getLogger("ray.tune.sertune")
 
 class PlainTensorBoard(TBXLoggerCallback):
     """Ray's TensorBoard logger, limited to the per-epoch metrics, named plainly (``val_uar``,
-    not ``ray/tune/val_uar``), at step = epoch."""
+    not ``ray/tune/val_uar``), at step = epoch; at a trial's end its hyperparameters (HParams):
+    a sweep trial's n_att and seed (Tune holds them as one swept ``pair``, which TensorBoard
+    cannot show), a tune trial's searched values, with the last epoch's metrics and a sweep
+    trial's test UAR."""
 
     def log_trial_result(self, iteration, trial, result):
-        if "epoch" not in result:
-            return  # a sweep trial's closing report: its row, not an epoch
         if trial not in self._trial_writer:
             self.log_trial_start(trial)
+        if "row" in result:  # a sweep trial's closing report: its test UAR, also among the hparams' metrics
+            import json
+
+            row = json.loads(result["row"])
+            self._trial_writer[trial].add_scalar("test_uar", float(row["uar"]), global_step=int(row["epochs"]))
+            self._trial_result[trial] = {**self._trial_result.get(trial, {}), "test_uar": float(row["uar"])}
+        if "epoch" not in result:
+            return
         writer = self._trial_writer[trial]
         values = {k: float(result[k]) for k in EPOCH_METRICS if isinstance(result.get(k), (int, float))}
         for k, v in values.items():
             writer.add_scalar(k, v, global_step=int(result["epoch"]))
         self._trial_result[trial] = values
         writer.flush()
+
+    def _try_log_hparams(self, trial, result: dict):
+        from tensorboardX.summary import hparams
+
+        for summary in hparams(hparam_dict=hparams_of(trial.evaluated_params), metric_dict=result):
+            self._trial_writer[trial].file_writer.add_summary(summary)
+
+
+def hparams_of(evaluated: dict) -> dict:
+    """What a trial was run with, as TensorBoard HParams take it (numbers and strings)."""
+    params = dict(evaluated)
+    if "pair" in params:
+        params["n_att"], params["seed"] = params.pop("pair")
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
 
 
 # ------------------------------------------------------------------ MLflow
@@ -159,63 +177,6 @@ def log_report(uri: str, experiment_name: str, files: list[str], tags: dict) -> 
         client.log_artifact(run.info.run_id, f)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
-
-
-# ------------------------------------------------------------------ Optuna
-
-
-DROPPED = "dropped"  # user attribute of an Optuna trial the searcher followed and a restored Tune run will not run
-
-
-def export_study(study, storage: str, study_name: str):
-    """Add ``study``'s finished trials that ``storage`` lacks (by Ray trial id); return the stored study."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stored = optuna.create_study(storage=storage, study_name=study_name, direction=study.direction,
-                                 load_if_exists=True)
-    have = {t.user_attrs.get("ray_trial_id") for t in stored.get_trials(deepcopy=False)}
-    new = [t for t in study.get_trials(deepcopy=False)
-           if t.state.is_finished() and not t.user_attrs.get(DROPPED) and t.user_attrs.get("ray_trial_id") not in have]
-    if new:
-        stored.add_trials(new)
-    return stored
-
-
-def claim_study(storage: str, study_name: str, exp: str) -> None:
-    """Create the study, or check that it is this experiment's: two experiments of the same
-    name sharing one --optuna-storage would otherwise mix their trials."""
-    import optuna
-
-    from sertune.errors import ConfigError
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stored = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
-    owner = stored.user_attrs.get("sertune_experiment")
-    if owner is None:
-        stored.set_user_attr("sertune_experiment", exp)
-    elif owner != exp:
-        raise ConfigError(f"--optuna-storage: study {study_name!r} there belongs to the experiment {owner}; "
-                          "use another --optuna-storage or an experiment directory of another name")
-
-
-def importances(storage: str | None, study_name: str) -> tuple[dict | None, str]:
-    """Optuna's hyperparameter importances over the full-budget (COMPLETE) trials, or None and
-    why not. PED-ANOVA, named rather than Optuna's default: it is deterministic (Optuna 4's default,
-    fANOVA, is a random forest without a seed), so the same study always gives the same figures."""
-    if not storage:
-        return None, "no Optuna storage"
-    import optuna
-
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 2:
-        return None, f"{len(complete)} full-budget trial(s): too few for importances"
-    try:
-        found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    except (RuntimeError, ValueError) as e:
-        return None, f"not computable ({e})"
-    return {k: float(v) for k, v in found.items() if not math.isnan(v)}, f"over {len(complete)} full-budget trials"
 
 
 # ------------------------------------------------------------------ what a stage is watched by

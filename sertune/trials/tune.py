@@ -29,9 +29,10 @@ from sertune.experiment import TuneSettings, differences, identity
 from sertune.provenance import code_version
 from sertune.search_space import to_tune
 from sertune.store.schema import read_manifest
+from sertune.trials import study as stored_study
 from sertune.trials import tracking, tuner
 from sertune.trials.progress import LiveView
-from sertune.trials.searcher import ConsistentSearch, RecordedOptunaSearch, restoring
+from sertune.trials.searcher import ConsistentSearch, RecordedOptunaSearch, recorded, restoring
 from sertune.trials.trainable import TrialInputs
 
 METRIC, MODE = "best_val_uar", "max"
@@ -54,7 +55,8 @@ def _tuner(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSettings
         return restoring(tuner.restore(path, inputs, s), path)
     fsutil.write_bytes_atomic(_request_file(exp), json.dumps(request, indent=2, sort_keys=True).encode())
     searcher = RecordedOptunaSearch(metric=objective(base), mode=MODE, seed=s.search_seed, max_t=base.epochs,
-                                    export_storage=study, study_name=tracking.experiment_name(exp))
+                                    export_storage=study, study_name=tracking.experiment_name(exp),
+                                    attrs={"n_att": base.n_att, "seed": base.seed})
     if s.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=base.epochs,
@@ -134,20 +136,26 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
         raise ConfigError("the tune stage tunes the N_att = 1 baseline")
     study = study_storage(exp, watch.optuna_storage)
     if study:
-        tracking.claim_study(study, tracking.experiment_name(exp), exp)
-    callbacks = [LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty)] if not watch.verbose else []
-    callbacks += tracking.mlflow_callback(watch, exp, "tune", base, manifest["store_hash"], code_version(),
-                                          paths.tune_dir(exp))
+        stored_study.claim_study(study, tracking.experiment_name(exp), exp, objective(base))
+    callbacks = tracking.mlflow_callback(watch, exp, "tune", base, manifest["store_hash"], code_version(),
+                                         paths.tune_dir(exp))
     with fsutil.storage_errors(paths.tune_dir(exp)):
-        grid = tuner.fit(_tuner(fsutil.normalize(store), exp, base, space, s, study), callbacks, watch.verbose)
+        the_tuner = _tuner(fsutil.normalize(store), exp, base, space, s, study)
+        searcher = recorded(the_tuner._local_tuner._tune_config.search_alg)  # the object fit() runs
+        if not watch.verbose:
+            view = LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty)
+            view.number_of = searcher.number_of
+            callbacks = [view, *callbacks]
+        grid = tuner.fit(the_tuner, callbacks, watch.verbose)
         _check_finished(grid, s.num_samples)
+    number = dict(searcher.numbers)  # Ray trial id -> its number
     metric = objective(base)
     ok = [r for r in grid if r.error is None and r.metrics and metric in r.metrics]
     if not ok:
         raise TrialError(f"no tune trial finished ({tuner.first_error(grid) or 'no results'})")
     best = grid.get_best_result(metric=metric, mode=MODE, scope="all")
     tuned = {k: best.config[k] for k in TUNED_KNOBS if k in best.config}
-    found, note = tracking.importances(study, tracking.experiment_name(exp))
+    found, note = stored_study.importances(study, tracking.experiment_name(exp))
     summary = {
         "config": TrainConfig.from_dict({**base.to_dict(), **tuned}).to_dict(),
         "tuned": tuned,
@@ -155,6 +163,7 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
         "objective": metric,
         "best_objective": best.metrics[metric],
         "trial_id": best.metrics.get("trial_id"),
+        "trial": number.get(best.metrics.get("trial_id")),  # its number (console, trials.parquet, Optuna study)
         "search_space": space,
         "settings": asdict(s),
         "n_trials": len(grid),
@@ -169,8 +178,8 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     summary = _publish(summary, paths.best_config(exp))
-    _write_trials(grid, paths.tune_trials(exp), base.epochs)
-    _write_curves(grid, paths.tune_curves(exp))
+    _write_trials(grid, paths.tune_trials(exp), base.epochs, number)
+    _write_curves(grid, paths.tune_curves(exp), number)
     return summary
 
 
@@ -194,8 +203,11 @@ def _publish(summary: dict, location: str) -> dict:
     return summary
 
 
-def _write_trials(grid, location: str, max_epochs: int) -> None:
+def _write_trials(grid, location: str, max_epochs: int, number: dict) -> None:
+    """Tune's per-trial frame, first the trial's number (nullable: a tune begun before numbers)."""
     df = grid.get_dataframe()  # each trial's last result: training_iteration = epochs it ran before ASHA stopped it
+    df.insert(0, "trial", pd.array([number.get(t) for t in df["trial_id"]], dtype="Int64"))
+    df = df.sort_values("trial", kind="stable", ignore_index=True)
     df["stopped_early"] = df["training_iteration"] < max_epochs  # told to Optuna as PRUNED
     for col in df.columns[df.dtypes == object]:
         df[col] = df[col].astype(str)  # mixed-type columns cannot go to Parquet as they are
@@ -204,10 +216,10 @@ def _write_trials(grid, location: str, max_epochs: int) -> None:
     fsutil.write_bytes_atomic(location, buf.getvalue())
 
 
-CURVE_COLUMNS = ("trial_id", "epoch", "val_uar", "best_val_uar", "timestamp")
+CURVE_COLUMNS = ("trial", "trial_id", "epoch", "val_uar", "best_val_uar", "timestamp")
 
 
-def _write_curves(grid, location: str) -> None:
+def _write_curves(grid, location: str, number: dict) -> None:
     """One row per trial and epoch it ran (ASHA-stopped trials end early): what the search
     looked like, for its picture."""
     frames = []
@@ -215,7 +227,8 @@ def _write_curves(grid, location: str) -> None:
         m = r.metrics_dataframe
         if m is None or m.empty or "val_uar" not in m:
             continue  # a trial that errored before its first epoch
-        frames.append(pd.DataFrame({"trial_id": str(r.metrics.get("trial_id", "")),
+        tid = str(r.metrics.get("trial_id", ""))
+        frames.append(pd.DataFrame({"trial": pd.array([number.get(tid)] * len(m), dtype="Int64"), "trial_id": tid,
                                     "epoch": m["training_iteration"].astype("int64"),
                                     "val_uar": m["val_uar"].astype(float), "best_val_uar": m["best_val_uar"].astype(float),
                                     "timestamp": m["timestamp"].astype("int64")}))  # orders the trials as they ran
