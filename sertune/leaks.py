@@ -8,10 +8,9 @@ and `sertune report` / `sertune compare` say so above any table that holds such 
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
+from sertune import results
 from sertune.config import TrainConfig
 
 
@@ -26,20 +25,12 @@ def of_config(cfg: TrainConfig | dict) -> list[str]:
     return out
 
 
-def _row_config(v) -> dict:
-    try:
-        return json.loads(v) if isinstance(v, str) else dict(v)
-    except (TypeError, ValueError):
-        return {}
-
-
 def of_rows(df: pd.DataFrame) -> pd.Series:
     """Per row, its leaks joined ("" for an honest row; rows without a config column are honest
     as far as anyone can tell, and so counted)."""
     if "config" not in df:
         return pd.Series([""] * len(df), index=df.index)
-    known = set(TrainConfig.__dataclass_fields__)
-    return df["config"].map(lambda v: "; ".join(of_config({k: x for k, x in _row_config(v).items() if k in known})))
+    return pd.Series(["; ".join(of_config(c)) for c in results.configs(df)], index=df.index)
 
 
 def banner(df: pd.DataFrame) -> str | None:

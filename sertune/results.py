@@ -2,62 +2,102 @@
 
 A row is one finished training run: one (n_att, seed) pair of a sweep. The table is Parquet
 (CSV on request); it is rewritten atomically, so a reader sees the old table or the new one.
+Its columns have real types (lists, structs, a UTC time: docs/tables.md); a table of an older
+version, which held them as JSON text, reads as this version's values, so every consumer sees
+one shape, and reads them through the accessors below (configs, fold_uars, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
 import socket
+import typing
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sertune import fsutil, locks
 from sertune.audio.labels import EMOTIONS
+from sertune.config import FeatureConfig, TrainConfig
 from sertune.errors import ResultsError
 
 RECALL_COLUMNS = tuple(f"recall_{e}" for e in EMOTIONS)
+
+SCHEMA_VERSION = "2"  # 1: nested columns as JSON text, finished_at as text (no version key)
+SCHEMA_KEY = b"sertune.schema"
+_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+def struct_of(cls) -> pa.StructType:
+    """An Arrow struct with one field per dataclass field, typed from its annotation: the one
+    place a configuration's shape becomes a column's, so a new field is a new struct field."""
+    hints = typing.get_type_hints(cls)
+    untyped = [f.name for f in dataclasses.fields(cls) if hints[f.name] not in _ARROW]
+    if untyped:
+        raise TypeError(f"{cls.__name__}: no Arrow type for field(s) {', '.join(untyped)}")
+    return pa.struct([(f.name, _ARROW[hints[f.name]]) for f in dataclasses.fields(cls)])
+
+
+_ACTORS = pa.list_(pa.int64())
+# TrainResult.protocol (training/loop.py) with one Split.describe() (training/splits.py) per fold.
+# That code fixes its shape, so it is a struct; a key it gains later is refused by validate (Arrow
+# would drop it without a word) until it is added here.
+PROTOCOL_TYPE = pa.struct([
+    ("split", pa.string()), ("norm", pa.string()), ("uar", pa.string()),
+    ("folds", pa.list_(pa.struct([
+        ("kind", pa.string()), ("fold", pa.int64()),
+        ("train_actors", _ACTORS), ("val_actors", _ACTORS), ("test_actors", _ACTORS),
+        ("n_train", pa.int64()), ("n_val", pa.int64()), ("n_test", pa.int64()),
+    ]))),
+])
 
 RESULTS_SCHEMA = pa.schema(
     [
         ("n_att", pa.int64()),
         ("seed", pa.int64()),
         ("uar", pa.float64()),  # test UAR at the best-validation epoch; K folds: pooled out-of-fold
-        ("fold_uar", pa.string()),  # JSON list: each fold's own test UAR (one entry for a single split)
+        ("fold_uar", pa.list_(pa.float64())),  # each fold's own test UAR (one entry for a single split)
         ("val_uar", pa.float64()),
         ("best_epoch", pa.int64()),
         ("epochs", pa.int64()),
         *[(c, pa.float64()) for c in RECALL_COLUMNS],
-        ("confusion", pa.string()),  # JSON, rows = true class, cols = predicted
-        ("config", pa.string()),  # JSON of the TrainConfig
-        ("protocol", pa.string()),  # JSON: split kind, actors per part, folds
+        ("confusion", pa.list_(pa.list_(pa.int64()))),  # rows = true class, cols = predicted, EMOTIONS order
+        ("config", struct_of(TrainConfig)),  # null field: the row predates that option
+        ("protocol", PROTOCOL_TYPE),  # split kind, actors per part, folds
         ("store_hash", pa.string()),
-        ("features", pa.string()),  # JSON: the store's feature parameters (what its hash stands for)
+        ("features", struct_of(FeatureConfig)),  # the store's feature parameters (what its hash stands for)
         ("code_version", pa.string()),
         ("node", pa.string()),
         ("wall_time_s", pa.float64()),
-        ("finished_at", pa.string()),
-    ]
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ],
+    metadata={SCHEMA_KEY: f"results/{SCHEMA_VERSION}".encode()},
 )
 RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
+# Lists and structs: JSON text in v1 tables and in CSV, which has no nested values.
+NESTED = ("fold_uar", "confusion", "config", "protocol", "features")
+# Read as text from CSV: the strings, the JSON of nested columns, the ISO 8601 time.
+TEXT_COLUMNS = tuple(f.name for f in RESULTS_SCHEMA if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)))
 KEY = ("n_att", "seed")
 # What `sertune report` needs from any table, ours or someone else's.
 REPORT_COLUMNS = ("n_att", "seed", "uar")
 
 
 def empty() -> pd.DataFrame:
-    return RESULTS_SCHEMA.empty_table().to_pandas()
+    return _frame(RESULTS_SCHEMA.empty_table())
 
 
 def validate(df: pd.DataFrame, columns=RESULT_COLUMNS, source: str = "results") -> pd.DataFrame:
-    """Check columns, types and keys; return the frame with canonical dtypes."""
+    """Check columns, types and keys; return the frame with canonical dtypes and values."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ResultsError(f"{source}: missing column(s) {', '.join(missing)}")
-    df = df.reset_index(drop=True)  # "row i" is the i-th row, whatever index the frame came with
+    df = _typed(df.reset_index(drop=True), source)  # "row i" is the i-th row, whatever index the frame came with
     for col in ("n_att", "seed"):
         df[col] = _as_int(df[col], col, source)
     df["uar"] = _as_float(df["uar"], "uar", source)
@@ -92,27 +132,127 @@ def _as_float(col: pd.Series, name: str, source: str) -> pd.Series:
     return num.astype("float64")
 
 
+def _typed(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The results columns ``df`` has, as this version's values whatever version wrote them:
+    nested cells as plain lists and dicts, finished_at as UTC time."""
+    for name in NESTED:
+        if name in df.columns:
+            df[name] = _nested(df[name], name, source)
+    if "finished_at" in df.columns:
+        df["finished_at"] = _as_time(df["finished_at"], source)
+    return df
+
+
+def _nested(col: pd.Series, name: str, source: str) -> pd.Series:
+    """A nested column's cells in their Arrow type and back: what the table will hold, checked."""
+    kind = RESULTS_SCHEMA.field(name).type
+    given = [_cell(v, name, i, source) for i, v in col.items()]
+    try:
+        stored = pa.array(given, kind).to_pylist()
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        stored = [_one_cell(v, kind, name, i, source) for i, v in zip(col.index, given)]  # which row
+    for i, g, s in zip(col.index, given, stored):
+        changed = _mismatch(g, s)
+        if changed:
+            raise ResultsError(f"{source}: row {i}: {name} does not fit the results schema ({changed})")
+    return pd.Series(stored, index=col.index, dtype=object)
+
+
+def _cell(v, name: str, i, source: str):
+    """One cell as plain Python: JSON text (a v1 table, CSV) parsed, a missing value None."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError as e:
+            raise ResultsError(f"{source}: row {i}: {name} is not valid JSON ({e})") from None
+    elif pd.api.types.is_scalar(v) and pd.isna(v):
+        return None
+    v = _plain(v)
+    return None if name == "features" and v == {} else v  # {}: a v1 row from before features were recorded
+
+
+def _plain(v):
+    """numpy arrays and scalars (a frame built by hand, pandas' view of a list) as lists and numbers."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _one_cell(v, kind: pa.DataType, name: str, i, source: str):
+    try:
+        return pa.array([v], kind).to_pylist()[0]
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+        raise ResultsError(f"{source}: row {i}: {name} does not fit the results schema "
+                           f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+def _mismatch(given, stored, path: str = "") -> str | None:
+    """Where a cell lost or changed part of itself in its Arrow type, None where nothing did:
+    Arrow drops a struct field it does not know and truncates 2.5 to an integer without a word."""
+    if isinstance(given, dict) and isinstance(stored, dict):
+        unknown = sorted(map(str, set(given) - set(stored)))
+        if unknown:
+            return f"{path}{unknown[0]}: no such field"
+        return next(filter(None, (_mismatch(given.get(k), v, f"{path}{k}.") for k, v in stored.items())), None)
+    if isinstance(given, list) and isinstance(stored, list) and len(given) == len(stored):
+        return next(filter(None, (_mismatch(g, s, f"{path}{j}.") for j, (g, s) in enumerate(zip(given, stored)))), None)
+    if given == stored or (given != given and stored != stored):  # NaN stays NaN
+        return None
+    return f"{path.rstrip('.') or 'value'}: {given!r} reads as {stored!r}"
+
+
+def _as_time(col: pd.Series, source: str) -> pd.Series:
+    """finished_at as UTC time (v1 tables and CSV hold ISO 8601 text with its offset)."""
+    t = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+    bad = col.index[t.isna() & col.notna()]
+    if len(bad):
+        raise ResultsError(f"{source}: row {bad[0]}: finished_at {col[bad[0]]!r} is not an ISO 8601 time")
+    return t.astype("datetime64[us, UTC]")
+
+
 def read_table(location: str) -> pd.DataFrame:
     """Read a Parquet or CSV file as a DataFrame, with one-line errors."""
     if not fsutil.exists(location):
         raise ResultsError(f"{location}: no such results file")
     data = fsutil.read_bytes(location)
+    csv = str(location).lower().endswith(".csv")
     try:
-        if str(location).lower().endswith(".csv"):
-            text_columns = [f.name for f in RESULTS_SCHEMA if f.type == pa.string()]
-            return pd.read_csv(io.BytesIO(data), dtype={c: str for c in text_columns})
-        return pq.read_table(io.BytesIO(data)).to_pandas()
+        if csv:
+            return pd.read_csv(io.BytesIO(data), dtype={c: str for c in TEXT_COLUMNS})
+        table = pq.read_table(io.BytesIO(data))
     except Exception as e:  # pyarrow and pandas raise many types for a bad file
-        raise ResultsError(f"{location}: not a readable {'CSV' if str(location).endswith('.csv') else 'Parquet'} file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise ResultsError(f"{location}: not a readable {'CSV' if csv else 'Parquet'} file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    _check_version(table.schema.metadata or {}, location)
+    return _frame(table)
+
+
+def _check_version(meta: dict, location: str) -> None:
+    """Refuse a results table newer than this code (v1 tables have no version key)."""
+    kind, _, version = meta.get(SCHEMA_KEY, b"").decode(errors="replace").partition("/")
+    if kind == "results" and not (version.isdigit() and int(version) <= int(SCHEMA_VERSION)):
+        raise ResultsError(f"{location}: a results/{version} table; this sertune reads results/1 to "
+                           f"results/{SCHEMA_VERSION} (upgrade sertune)")
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """A table as a frame whose nested cells are plain lists and dicts (pandas makes numpy arrays of them)."""
+    df = table.to_pandas()
+    for field in table.schema:
+        if pa.types.is_nested(field.type):
+            df[field.name] = pd.Series(table.column(field.name).to_pylist(), index=df.index, dtype=object)
+    return df
 
 
 # Columns added after tables were first written, with what an older table's rows mean.
-LATER_COLUMNS = {"fold_uar": "[]", "features": "{}"}  # "{}": not recorded
+LATER_COLUMNS = {"fold_uar": [], "features": None}  # []: no per-fold UARs; None: not recorded
 
 
 def with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
     """A table or rows from before a column existed, with what that column means for them."""
-    missing = {col: value for col, value in LATER_COLUMNS.items() if col not in df.columns}
+    missing = {col: pd.Series([value] * len(df), index=df.index, dtype=object)
+               for col, value in LATER_COLUMNS.items() if col not in df.columns}
     return df.assign(**missing) if missing else df
 
 
@@ -153,15 +293,27 @@ def read_uar_table(location: str) -> pd.DataFrame:
 
 
 def to_table(df: pd.DataFrame) -> pa.Table:
+    """Validated rows as the Parquet table: sorted by key, the schema version in its metadata."""
     df = df.sort_values(list(KEY)).reset_index(drop=True)
-    return pa.Table.from_pandas(df[list(RESULT_COLUMNS)], schema=RESULTS_SCHEMA, preserve_index=False)
+    table = pa.Table.from_pandas(df[list(RESULT_COLUMNS)], schema=RESULTS_SCHEMA, preserve_index=False)
+    return table.replace_schema_metadata(RESULTS_SCHEMA.metadata)  # ours only: no pandas index to restore
+
+
+def to_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Validated rows for CSV, which has no lists or structs: nested cells as JSON text (as v1
+    tables held them), finished_at as ISO 8601; read_results reads them back as the same values."""
+    out = df.copy()
+    for name in NESTED:
+        out[name] = [None if v is None else json.dumps(v, sort_keys=True) for v in df[name]]
+    out["finished_at"] = [None if pd.isna(t) else t.isoformat() for t in df["finished_at"]]
+    return out
 
 
 def write_results(df: pd.DataFrame, location: str) -> None:
     df = validate(with_later_columns(df), RESULT_COLUMNS, str(location))
     buf = io.BytesIO()
     if str(location).lower().endswith(".csv"):
-        df.sort_values(list(KEY))[list(RESULT_COLUMNS)].to_csv(buf, index=False)
+        to_text(df).sort_values(list(KEY))[list(RESULT_COLUMNS)].to_csv(buf, index=False)
     else:
         pq.write_table(to_table(df), buf)
     fsutil.write_bytes_atomic(location, buf.getvalue())
@@ -198,16 +350,46 @@ def done_pairs(location: str) -> set[tuple[int, int]]:
 def result_row(cfg, r, store: dict, code_version: str, node_ip: str = "local") -> dict:
     """The results row of one finished run (``cfg``: TrainConfig, ``r``: TrainResult, ``store``:
     the store's manifest); the same for a sweep trial (``node_ip``: its Ray node) and for
-    `sertune train` (no Ray: "local")."""
+    `sertune train` (no Ray: "local"). Plain JSON values (lists, dicts, ISO 8601 time): the row
+    travels as JSON (Tune's result, result.json); to_table gives the columns their types."""
     row = {
-        "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "fold_uar": json.dumps(r.fold_uars), "val_uar": r.val_uar,
+        "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "fold_uar": list(r.fold_uars), "val_uar": r.val_uar,
         "best_epoch": r.best_epoch, "epochs": r.epochs,
-        "confusion": json.dumps(r.confusion),
-        "config": cfg.to_json(), "protocol": json.dumps(r.protocol, sort_keys=True),
-        "store_hash": store["store_hash"], "features": json.dumps(store["features"], sort_keys=True),
+        "confusion": r.confusion,
+        "config": cfg.to_dict(), "protocol": r.protocol,
+        "store_hash": store["store_hash"], "features": store["features"],
         "code_version": code_version,
         "node": socket.gethostname() + "/" + node_ip, "wall_time_s": r.wall_time_s,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     row.update(dict(zip(RECALL_COLUMNS, r.recall)))
     return row
+
+
+# The nested columns' values, one accessor each: what consumers read instead of parsing cells.
+# Any frame will do (a table read here, rows built by hand, JSON text of a v1 table).
+
+def configs(df: pd.DataFrame, source: str = "results") -> list[dict]:
+    """Each row's TrainConfig fields as recorded: a field the row predates is left out, so
+    TrainConfig.from_dict reads it as its default."""
+    return [{k: v for k, v in (c or {}).items() if v is not None} for c in _nested(df["config"], "config", source)]
+
+
+def fold_uars(df: pd.DataFrame, source: str = "results") -> list[list[float]]:
+    """Each row's per-fold test UARs ([] for a row from before they were recorded)."""
+    return [v or [] for v in _nested(df["fold_uar"], "fold_uar", source)]
+
+
+def confusions(df: pd.DataFrame, source: str = "results") -> list[list[list[int]] | None]:
+    """Each row's test confusion matrix (rows true class, columns predicted; None where missing)."""
+    return list(_nested(df["confusion"], "confusion", source))
+
+
+def protocols(df: pd.DataFrame, source: str = "results") -> list[dict]:
+    """Each row's protocol: split, norm, uar (how it was pooled; None in older rows), folds."""
+    return [v or {} for v in _nested(df["protocol"], "protocol", source)]
+
+
+def features(df: pd.DataFrame, source: str = "results") -> list[dict]:
+    """Each row's store feature parameters ({} for a row from before they were recorded)."""
+    return [v or {} for v in _nested(df["features"], "features", source)]

@@ -42,9 +42,9 @@ def test_sweep_written_as_csv_reads_back(csv_sweep, synth_store):
     df = results.read_results(str(path))  # schema-checked
     assert sorted(zip(df.n_att, df.seed)) == [(1, 0), (2, 0)] and (df.epochs == 2).all()
     assert set(df.store_hash) == {load_store(synth_store).store_hash}
-    for row in df.to_dict("records"):
-        assert json.loads(row["config"])["n_att"] == row["n_att"]
-        assert sum(map(sum, json.loads(row["confusion"]))) == 120
+    for row in df.to_dict("records"):  # nested columns as JSON text in the CSV, values again once read
+        assert row["config"]["n_att"] == row["n_att"]
+        assert sum(map(sum, row["confusion"])) == 120
     # Each row's per-utterance predictions, beside the table, agree with the row.
     preds = predictions.read_predictions(predictions.default_location(str(path)))
     assert sorted(p.name for p in (path.parent / "results.predictions").iterdir()) == [
@@ -52,7 +52,7 @@ def test_sweep_written_as_csv_reads_back(csv_sweep, synth_store):
     for row in df.to_dict("records"):
         run_preds = preds[(preds.n_att == row["n_att"]) & (preds.seed == row["seed"])]
         assert len(run_preds) == 120 and run_preds.utt_id.is_unique
-        assert predictions.confusion(run_preds).tolist() == json.loads(row["confusion"])
+        assert predictions.confusion(run_preds).tolist() == row["confusion"]
     # The same command reads the CSV back to find every pair done, and leaves it alone.
     before = path.read_bytes()
     r = run(*args)
@@ -149,7 +149,7 @@ def test_demo_end_to_end(tmp_path):
     best = json.loads((exp / "tune" / "best_config.json").read_text())
     sweep = results.read_results(str(exp / "sweep" / "results.parquet"))
     assert sorted(sweep.n_att) == [1, 2, 4, 8, 16, 32, 64] and set(sweep.seed) == {0} and (sweep.epochs == 4).all()
-    tuned = {k: v for k, v in json.loads(sweep.config[0]).items() if k in best["tuned"]}
+    tuned = {k: v for k, v in sweep.config[0].items() if k in best["tuned"]}
     assert tuned == best["tuned"], "the sweep did not run at the tuned configuration"
     assert {p.name for p in (exp / "report").iterdir()} == FILES
     table = pd.read_csv(exp / "report" / "table.csv")

@@ -119,14 +119,14 @@ def test_another_store_is_shown_by_its_feature_parameters(arms):
 
     root, _ = arms
     ref = results.read_train_results(str(root / "ref"))
-    assert json.loads(ref.features[0])["hop_ms"] == 10.0  # what the synthetic store was built with
+    assert ref.features[0]["hop_ms"] == 10.0  # what the synthetic store was built with
     other = ref.assign(store_hash="0123456789abcdef",
-                       features=[json.dumps({**json.loads(f), "hop_ms": 20.0, "n_mels": 40}) for f in ref.features])
+                       features=[{**f, "hop_ms": 20.0, "n_mels": 40} for f in results.features(ref)])
     shown = what_differs(Arm("ref", "a", ref), Arm("hop20", "b", other))
     assert shown == f"features.hop_ms: 10.0 → 20.0; features.n_mels: 64 → 40; store: {ref.store_hash[0]} → 0123456789abcdef"
     same_features = ref.assign(store_hash="0123456789abcdef")  # another corpus or build, same parameters
     assert what_differs(Arm("ref", "a", ref), Arm("c", "c", same_features)) == f"store: {ref.store_hash[0]} → 0123456789abcdef"
-    tuned = ref.assign(config=[json.dumps({**json.loads(c), "lr": 0.00788923903316778}) for c in ref.config])
+    tuned = ref.assign(config=[{**c, "lr": 0.00788923903316778} for c in results.configs(ref)])
     assert what_differs(Arm("ref", "a", ref), Arm("t", "t", tuned)).endswith(" → 0.007889")
-    older = other.assign(features="{}")
+    older = other.assign(features=None)  # not recorded
     assert what_differs(Arm("ref", "a", ref), Arm("old", "d", older)) == f"store: {ref.store_hash[0]} → 0123456789abcdef"

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 
@@ -154,9 +152,9 @@ def test_bf16_trains_like_fp32_and_is_recorded(synth_store):
     assert bf16.uar > BF16_MIN_UAR and abs(bf16.uar - fp32.uar) <= BF16_UAR_GAP
     assert bf16.protocol["folds"][0]["test_actors"] == [5, 6]
     row = results.result_row(cfg.replace(precision="bf16"), bf16, fs.manifest, "test")
-    assert json.loads(row["config"])["precision"] == "bf16"
+    assert row["config"]["precision"] == "bf16"
     row = results.result_row(cfg, fp32, fs.manifest, "test")
-    assert json.loads(row["config"])["precision"] == "fp32"  # the row records the run's precision, not a constant
+    assert row["config"]["precision"] == "fp32"  # the row records the run's precision, not a constant
 
 
 def test_bf16_refused_without_a_kernel(synth_store, tmp_path):

@@ -88,8 +88,8 @@ def test_pooled_uar_and_per_fold_uars(synth_store):
     from sertune import results
 
     row = results.result_row(TrainConfig(), r, fs.manifest, "v")
-    assert json.loads(row["fold_uar"]) == pytest.approx(r.fold_uars)
-    assert row["store_hash"] == fs.store_hash and json.loads(row["features"]) == fs.manifest["features"]
+    assert row["fold_uar"] == pytest.approx(r.fold_uars)
+    assert row["store_hash"] == fs.store_hash and row["features"] == fs.manifest["features"]
 
 
 def test_random_k_fold_is_stratified_and_not_ignored(synth_store):
@@ -204,10 +204,10 @@ def test_options_reach_the_run_through_the_cli(synth_store, tmp_path):
                                    "2", "--eta-min-ratio", "0.01", "--context-norm", "--init", "xavier"])
     assert res.exit_code == 0, res.output
     row = json.loads((out / "result.json").read_text())
-    cfg = json.loads(row["config"])
+    cfg = row["config"]
     assert (cfg["optimizer"], cfg["restart_epochs"], cfg["eta_min_ratio"], cfg["context_norm"], cfg["init"]) == \
         ("adam", 2, 0.01, True, "xavier")
-    assert cfg["actor_folds"] == "1,2/3;3,4/5;5,6/1" and len(json.loads(row["fold_uar"])) == 3
+    assert cfg["actor_folds"] == "1,2/3;3,4/5;5,6/1" and len(row["fold_uar"]) == 3
     bad = CliRunner().invoke(cli, ["train", "--store", synth_store, "--actor-folds", "authors-5fold", "--folds", "3"])
     assert bad.exit_code == 2 and "not with split random or folds K" in bad.output
 
@@ -218,6 +218,7 @@ def test_a_recipe_runs_the_whole_study(synth_corpus, tmp_path, ray_local):
     from click.testing import CliRunner
 
     from sertune.cli import cli
+    from sertune import results
     from sertune.results import read_results
 
     recipe = tmp_path / "tiny.yaml"
@@ -235,7 +236,7 @@ def test_a_recipe_runs_the_whole_study(synth_corpus, tmp_path, ray_local):
     assert best["config"]["restart_epochs"] in (1, 2) and best["config"]["optimizer"] == "adam"
     rows = read_results(str(work / "experiment" / "sweep" / "results.parquet"))
     assert sorted(rows["n_att"]) == [1, 2]
-    for cfg in map(json.loads, rows["config"]):
+    for cfg in results.configs(rows):
         assert (cfg["actor_folds"], cfg["context_norm"], cfg["init"], cfg["lr"]) == \
             ("1,2/3;3,4/5;5,6/1", True, "xavier", best["config"]["lr"])
     assert (work / "experiment" / "report" / "table.md").exists()

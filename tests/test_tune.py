@@ -54,13 +54,13 @@ def test_train_command(synth_store, tmp_path):
     assert set(rec) == set(results.RESULT_COLUMNS) | {"history"}
     results.validate(pd.DataFrame([{c: rec[c] for c in results.RESULT_COLUMNS}]))
     assert rec["n_att"] == 4 and rec["seed"] == 1 and rec["epochs"] == 3 and 1 <= rec["best_epoch"] <= 3
-    assert json.loads(rec["config"]) == TrainConfig(n_att=4, seed=1, epochs=3, lr=0.004).to_dict()
+    assert rec["config"] == TrainConfig(n_att=4, seed=1, epochs=3, lr=0.004).to_dict()
     assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
     assert rec["val_uar"] == max(h["val_uar"] for h in rec["history"])
     assert rec["store_hash"] == load_store(synth_store).store_hash and rec["node"].endswith("/local")
-    protocol = json.loads(rec["protocol"])
+    protocol = rec["protocol"]
     assert protocol["folds"][0]["test_actors"] == [5, 6] and protocol["folds"][0]["val_actors"] == [3, 4]
-    confusion = json.loads(rec["confusion"])
+    confusion = rec["confusion"]
     assert sum(map(sum, confusion)) == protocol["folds"][0]["n_test"] == 120
     assert f"test UAR {rec['uar']:.4f}" in r.output
 
@@ -153,7 +153,7 @@ def test_sweep_results_and_rerun(synth_store, tmp_path, ray_local):
     assert list(df.columns) == list(results.RESULT_COLUMNS) and len(df) == 4
     assert df["uar"].between(0, 1).all() and (df["epochs"] == 3).all()
     assert df["best_epoch"].between(1, 3).all() and len(set(df["store_hash"])) == 1
-    assert json.loads(df["protocol"][0])["folds"][0]["test_actors"] == [5, 6]
+    assert df["protocol"][0]["folds"][0]["test_actors"] == [5, 6]
     before = path.read_bytes()
     r = run(*args)
     assert r.exit_code == 0 and "0 run now" in r.output

@@ -1,17 +1,15 @@
 """Per-class results of a sweep: recall per emotion (mean and std over seeds, per N_att) and
 confusion matrices summed over seeds. Only tables that carry ``recall_<emotion>`` columns and
-a ``confusion`` JSON column (sertune's own results) have them; others get a note instead."""
+a ``confusion`` column (sertune's own results) have them; others get a note instead."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
 
 from sertune.audio.labels import EMOTIONS
 from sertune.errors import ResultsError
-from sertune.results import RECALL_COLUMNS
+from sertune.results import RECALL_COLUMNS, confusions
 
 CLASS_COLUMNS = ("model", "n_att", "n", *(f"{e}_{s}" for e in EMOTIONS for s in ("mean", "std")))
 
@@ -42,11 +40,11 @@ def confusion_sums(df: pd.DataFrame, source: str = "results") -> dict[int, np.nd
         return None
     k = len(EMOTIONS)
     sums: dict[int, np.ndarray] = {}
-    for i, (n_att, text) in enumerate(zip(df["n_att"], df["confusion"])):
+    for i, (n_att, cells) in enumerate(zip(df["n_att"], confusions(df, source))):
         try:
-            cm = np.asarray(json.loads(text), dtype=float)
-        except (TypeError, ValueError):
-            raise ResultsError(f"{source}: row {df.index[i]}: confusion is not a JSON matrix") from None
+            cm = np.asarray(cells, dtype=float)
+        except (TypeError, ValueError):  # ragged rows, or none
+            raise ResultsError(f"{source}: row {df.index[i]}: confusion is not a matrix") from None
         if cm.shape != (k, k):
             raise ResultsError(f"{source}: row {df.index[i]}: confusion has shape {cm.shape}, not {k}x{k}")
         sums[int(n_att)] = sums.get(int(n_att), np.zeros((k, k))) + cm

@@ -77,34 +77,35 @@ def load_arm(spec: str, n_att: int | None) -> Arm:
     return Arm(label, location, rows.reset_index(drop=True))
 
 
-def _config(row: pd.Series) -> dict:
-    """What defines the arm: the training configuration less PER_RUN, and the store."""
-    cfg = {k: v for k, v in json.loads(row["config"]).items() if k not in PER_RUN}
-    return {**cfg, "store": row["store_hash"]}
+def _configs(rows: pd.DataFrame) -> list[dict]:
+    """What defines the arm, per row: the training configuration less PER_RUN, and the store."""
+    return [{**{k: v for k, v in cfg.items() if k not in PER_RUN}, "store": store}
+            for cfg, store in zip(results.configs(rows), rows["store_hash"])]
 
 
 def _check_one_configuration(rows: pd.DataFrame, location: str) -> None:
-    first = _config(rows.iloc[0])
-    for _, row in rows.iloc[1:].iterrows():
-        diff = differences(first, _config(row))
+    first, *others = _configs(rows)
+    for seed, cfg in zip(rows["seed"].iloc[1:], others):
+        diff = differences(first, cfg)
         if diff:
-            raise ResultsError(f"{location}: seed {row['seed']} differs from seed {rows.iloc[0]['seed']} in "
+            raise ResultsError(f"{location}: seed {seed} differs from seed {rows.iloc[0]['seed']} in "
                                f"{', '.join(diff)}: not one configuration")
 
 
-def _features(row: pd.Series) -> dict:
-    """The store's feature parameters as the row recorded them ({} in rows from before they were)."""
-    return {f"features.{k}": v for k, v in json.loads(row.get("features") or "{}").items()}
+def _features(rows: pd.DataFrame) -> dict:
+    """The first row's store feature parameters as it recorded them ({} in rows from before they were)."""
+    recorded = results.features(rows.iloc[:1])[0] if "features" in rows else {}
+    return {f"features.{k}": v for k, v in recorded.items()}
 
 
 def what_differs(reference: Arm, arm: Arm) -> str:
     """``name: reference value → this value`` for each field of the configuration, then, where
     the stores differ, each feature parameter that does (when both rows recorded them) and the
     store hashes: equal parameters with other hashes mean another corpus or another build."""
-    a, b = _config(reference.rows.iloc[0]), _config(arm.rows.iloc[0])
+    a, b = _configs(reference.rows.iloc[:1])[0], _configs(arm.rows.iloc[:1])[0]
     keys = differences(a, b)
     if "store" in keys:
-        fa, fb = _features(reference.rows.iloc[0]), _features(arm.rows.iloc[0])
+        fa, fb = _features(reference.rows), _features(arm.rows)
         if fa and fb:
             a, b = {**a, **fa}, {**b, **fb}
             keys = [k for k in keys if k != "store"] + differences(fa, fb) + ["store"]

@@ -12,7 +12,6 @@ between runs of one protocol, and belongs with the speakers (report/speakers.py)
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from sertune.report.stats import NotComputable
+from sertune.results import fold_uars
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,7 @@ def per_fold(rows: pd.DataFrame) -> np.ndarray | None:
     """The rows' fold_uar lists as a seeds × folds array; None unless every row has the same K >= 2."""
     if "fold_uar" not in rows:
         return None
-    try:
-        per_seed = [json.loads(v) if isinstance(v, str) else list(v) for v in rows["fold_uar"]]
-    except (TypeError, ValueError):
-        return None
+    per_seed = fold_uars(rows)
     if not per_seed or any(len(f) != len(per_seed[0]) or len(f) < 2 for f in per_seed):
         return None
     return np.array(per_seed, dtype=float)

@@ -88,9 +88,9 @@ def check_same_experiment(location: str, store_hash: str, base: TrainConfig) -> 
         raise TrialError(f"{location}: holds results for store(s) {sorted(hashes)}, not {store_hash}; "
                          "use another --experiment-dir or --results")
     want = base.identity(exclude=SWEPT)
-    for cfg_json in set(df["config"]):
+    for cfg in {json.dumps(c, sort_keys=True): c for c in results.configs(df, location)}.values():
         # Through TrainConfig, so rows written before an option existed read as its default.
-        have = TrainConfig.from_dict(json.loads(cfg_json)).identity(exclude=SWEPT)
+        have = TrainConfig.from_dict(cfg).identity(exclude=SWEPT)
         diff = differences(have, want)
         if diff:
             raise TrialError(f"{location}: holds results of another configuration (differs in {', '.join(diff)}); "
