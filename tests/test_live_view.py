@@ -173,14 +173,21 @@ def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
 
     mlflow = pytest.importorskip("mlflow")
     client = mlflow.MlflowClient(tracking_uri=mlflow_db)
-    runs = {x.data.tags["sertune.trial_id"]: x for x in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
+    found = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    (parent,) = [x for x in found if x.data.tags["sertune.role"] == "stage"]
+    assert parent.info.run_name == "tune" and parent.info.status == "FINISHED"
+    runs = {x.data.tags["sertune.trial_id"]: x for x in found if x.data.tags["sertune.role"] == "trial"}
     assert set(runs) == set(trials["trial_id"]), "not one MLflow run per trial"
     for _, row in trials.iterrows():
         x = runs[row["trial_id"]]
-        assert x.info.run_name == f"tune {row['trial_id']}" and x.data.tags["stage"] == "tune"
+        assert x.info.run_name == f"trial {row['trial']}" and x.data.tags["stage"] == "tune"
+        assert x.data.tags["mlflow.parentRunId"] == parent.info.run_id and x.info.status == "FINISHED"
+        assert x.data.tags["sertune.outcome"] == ("pruned" if row["stopped_early"] else "complete")
         assert x.data.tags["n_att"] == "1" and x.data.params["batch_size"] == str(row["config/batch_size"])
         history = client.get_metric_history(x.info.run_id, "val_uar")
         assert [m.step for m in history] == list(range(1, row["training_iteration"] + 1))
+        if not row["stopped_early"]:  # its last epoch is checkpointed (ASHA may stop one between checkpoints)
+            assert [a.path for a in client.list_artifacts(x.info.run_id, "checkpoint")] == ["checkpoint/training.pt"]
 
     for event_file in glob.glob(str(exp / "tune" / "tune" / "*" / "events.out.tfevents.*")):
         assert scalar_tags(event_file) == {"train_loss", "val_uar", "best_val_uar", "epoch_time_s"}

@@ -1,6 +1,7 @@
-"""MLflow: a sweep logged run by run through Ray's MLflow integration, read back from a real
-local MLflow store (sqlite) with MlflowClient; the report attached as artifacts (here to a
-folder store named by SERTUNE_MLFLOW_URI)."""
+"""MLflow: a sweep logged as a parent run with a child run per trial (params, per-epoch metrics,
+test figures, outcome, model and confusion matrix), resumed into the same store without
+--mlflow, and the report as a run with the table's figures; read back from a real local MLflow
+store (sqlite) with MlflowClient."""
 
 from __future__ import annotations
 
@@ -30,39 +31,63 @@ def test_sweep_runs_in_mlflow_and_report_artifacts(synth_store, tmp_path, monkey
     r = run("sweep", "--store", synth_store, "--experiment-dir", exp, "--no-tuned", "--n-att", "1,2", "--seeds", 1,
             "--epochs", 2, "--mlflow", uri)
     assert r.exit_code == 0, r.output
+    assert json.loads((exp / "mlflow.json").read_text()) == {"tracking_uri": uri}
+    # Resumed with another seed and no --mlflow: the experiment logs where it did, and says so.
+    r = run("sweep", "--store", synth_store, "--experiment-dir", exp, "--no-tuned", "--n-att", "1,2", "--seeds", 2,
+            "--epochs", 2, env={"SERTUNE_MLFLOW_URI": None})
+    assert r.exit_code == 0, r.output
+    assert f"MLflow: logging to {uri}, where this experiment's runs are (mlflow.json)" in r.output
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("mlexp")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(x.info.run_name for x in runs) == ["N_att=1 seed=0", "N_att=2 seed=0"]
-    rows = results.read_results(str(exp / "sweep" / "results.parquet")).set_index("n_att")
+    (parent,) = [x for x in runs if x.data.tags["sertune.role"] == "stage"]  # one per stage, across the resume
+    assert parent.info.run_name == "sweep" and parent.info.status == "FINISHED"
+    trials = [x for x in runs if x.data.tags["sertune.role"] == "trial"]
+    assert sorted(x.info.run_name for x in trials) == [f"N_att={a} seed={s}" for a in (1, 2) for s in (0, 1)]
+    rows = results.read_results(str(exp / "sweep" / "results.parquet")).set_index(["n_att", "seed"])
     store_hash = read_manifest(synth_store)["store_hash"]
-    for x in runs:
-        n_att = int(x.data.tags["n_att"])
-        row = rows.loc[n_att]
-        assert x.info.status == "FINISHED"
-        assert x.data.tags["seed"] == "0" and x.data.tags["stage"] == "sweep" and x.data.tags["sertune.experiment"] == f"{HOST}:{exp}"
+    for x in trials:
+        key = int(x.data.tags["n_att"]), int(x.data.tags["seed"])
+        row = rows.loc[key]
+        assert x.data.tags["mlflow.parentRunId"] == parent.info.run_id  # nested under the stage's run
+        assert x.info.status == "FINISHED" and x.data.tags["sertune.outcome"] == "complete"
+        assert x.data.tags["stage"] == "sweep" and x.data.tags["sertune.experiment"] == f"{HOST}:{exp}"
         assert x.data.tags["sertune.writer"] == f"{HOST}:{exp}/sweep/results.parquet"
         assert x.data.tags["store_hash"] == store_hash and x.data.tags["code_version"] == row["code_version"]
-        config = json.loads(row["config"])
-        assert {k: x.data.params[k] for k in ("n_att", "epochs", "lr", "batch_size")} == \
-            {k: str(config[k]) for k in ("n_att", "epochs", "lr", "batch_size")}
-        assert [m.step for m in client.get_metric_history(x.info.run_id, "val_uar")] == [1, 2]
+        config = json.loads(row["config"]) if isinstance(row["config"], str) else row["config"]
+        assert {k: x.data.params[k] for k in ("n_att", "seed", "epochs", "lr", "batch_size")} == \
+            {k: str(config[k]) for k in ("n_att", "seed", "epochs", "lr", "batch_size")}
+        history = client.get_metric_history(x.info.run_id, "val_uar")
+        assert [m.step for m in history] == [1, 2] and history[0].timestamp <= history[1].timestamp
         assert [m.step for m in client.get_metric_history(x.info.run_id, "train_loss")] == [1, 2]
         assert x.data.metrics["test_uar"] == pytest.approx(row["uar"])
         recalls = {k: v for k, v in x.data.metrics.items() if k.startswith("recall_")}
         assert len(recalls) == 8 and all(recalls[k] == pytest.approx(row[k]) for k in recalls)
+        names = {a.path for a in client.list_artifacts(x.info.run_id)}
+        assert names == {"confusion.json", "model"}, names
+        (model,) = client.list_artifacts(x.info.run_id, "model")
+        assert model.path == "model/model.pt" and model.file_size > 0
+        confusion = mlflow.artifacts.load_dict(f"{x.info.artifact_uri}/confusion.json")["confusion"]
+        stored = row["confusion"]
+        assert confusion == (json.loads(stored) if isinstance(stored, str) else [list(r) for r in stored])
 
-    # report --mlflow through the environment, to a folder (sertune keeps a sqlite store in it)
-    folder = tmp_path / "mlruns"
-    r = run("report", "--experiment-dir", exp, env={"SERTUNE_MLFLOW_URI": str(folder)})
+    # report: to the experiment's store (it remembers it), the table's figures as metrics
+    r = run("report", "--experiment-dir", exp, env={"SERTUNE_MLFLOW_URI": None})
     assert r.exit_code == 0, r.output
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
-    (report_run,) = client.search_runs([client.get_experiment_by_name("mlexp").experiment_id])
+    stats = json.loads((exp / "report" / "stats.json").read_text())
+    (report_run,) = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'report'")
     assert report_run.info.run_name == "report"
     names = {a.path for a in client.list_artifacts(report_run.info.run_id)}
     assert {"table.md", "table.csv", "stats.json", "uar_vs_natt.png"} <= names
-    assert (folder / "mlartifacts").is_dir() and not list(cwd.iterdir())
+    m = report_run.data.metrics
+    assert m["n_att_2/uar_mean"] == pytest.approx(stats["configs"][1]["uar_mean"])
+    assert m["n_att_2/diff"] == pytest.approx(stats["comparisons"][0]["diff"]) and m["n_att_1/n"] == 2
+    assert (tmp_path / "mlartifacts").is_dir() and not list(cwd.iterdir())
+
+    # Another store for the same experiment is refused: its runs would be split between two.
+    r = run("report", "--experiment-dir", exp, "--mlflow", str(tmp_path / "elsewhere"))
+    assert r.exit_code == 2 and "this experiment logs its runs to" in r.output, r.output
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -89,7 +114,7 @@ def test_resumed_trial_continues_its_mlflow_run(tmp_path):
     """A restored experiment's driver starts with no memory of its runs: it must find the
     trial's run by its tag rather than open a second one."""
     from sertune.config import TrainConfig
-    from sertune.trials.tracking import MlflowTrials
+    from sertune.trials.mlflow_runs import MlflowTrials
 
     uri, trial = f"sqlite:///{tmp_path}/mlflow.db", _Trial("abc_00001", {"pair": [4, 2]})
     for epoch in (1, 2):  # the first driver, then the one that restored the experiment
@@ -99,7 +124,10 @@ def test_resumed_trial_continues_its_mlflow_run(tmp_path):
         callback.log_trial_result(epoch, trial, {"epoch": epoch, "val_uar": 0.1 * epoch, "train_loss": 1.0})
     callback.log_trial_end(trial)
     client = mlflow.MlflowClient(tracking_uri=uri)
-    (only,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    (parent,) = [x for x in runs if x.data.tags["sertune.role"] == "stage"]  # continued too, not a second one
+    (only,) = [x for x in runs if x.data.tags["sertune.role"] == "trial"]
+    assert only.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert only.info.run_name == "N_att=4 seed=2" and only.info.status == "FINISHED"
     assert only.data.params["n_att"] == "4" and only.data.tags["sertune.trial_id"] == "abc_00001"
     assert [m.step for m in client.get_metric_history(only.info.run_id, "val_uar")] == [1, 2]
@@ -111,7 +139,7 @@ def test_runs_a_killed_driver_left_running_are_marked_killed_on_the_next_start(t
     results table of the same experiment (a sweep that may be running now), its tune, and an
     experiment of the same name in another folder."""
     from sertune.config import TrainConfig
-    from sertune.trials.tracking import WRITER_TAG, MlflowTrials
+    from sertune.trials.mlflow_runs import WRITER_TAG, MlflowTrials
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
 
@@ -127,5 +155,7 @@ def test_runs_a_killed_driver_left_running_are_marked_killed_on_the_next_start(t
     callback("h:/a/exp/sweep/results.parquet")  # the rerun of the sweep whose driver was killed
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
-    status = {x.data.tags[WRITER_TAG]: x.info.status for x in runs}
+    status = {x.data.tags[WRITER_TAG]: x.info.status for x in runs if x.data.tags["sertune.role"] == "trial"}
+    parents = {x.data.tags[WRITER_TAG]: x.info.status for x in runs if x.data.tags["sertune.role"] == "stage"}
+    assert parents == {w: "RUNNING" for w in writers}  # the rerun's own stage run is the killed one, continued
     assert status == {w: "KILLED" if w == "h:/a/exp/sweep/results.parquet" else "RUNNING" for w in writers}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 
@@ -33,9 +35,13 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     from sertune.report.summary import checked, report_warnings, table
 
     from sertune.cli.watch import check_mlflow
+    from sertune.trials.mlflow_runs import tracking_uri
 
-    check_mlflow(mlflow)
     exp = paths.experiment_dir(experiment_dir)
+    mlflow, note = tracking_uri(exp, mlflow)  # where the experiment's runs are, if it remembers a place
+    if note:
+        click.echo(note, err=True)
+    check_mlflow(mlflow)
     if results_file is None:
         source = paths.sweep_results(exp)
         if not fsutil.exists(source):
@@ -104,7 +110,8 @@ def _to_mlflow(uri: str, exp: str, files: dict[str, bytes], df) -> str:
     import os
     import tempfile
 
-    from sertune.trials.tracking import experiment_name, log_report
+    from sertune.trials.mlflow_runs import log_report
+    from sertune.trials.tracking import experiment_name
 
     tags = {"store_hash": ",".join(sorted(set(df["store_hash"].astype(str)))) if "store_hash" in df else "",
             "code_version": ",".join(sorted(set(df["code_version"].astype(str)))) if "code_version" in df else ""}
@@ -114,4 +121,14 @@ def _to_mlflow(uri: str, exp: str, files: dict[str, bytes], df) -> str:
             local.append(os.path.join(d, name))
             with open(local[-1], "wb") as f:
                 f.write(data)
-        return log_report(uri, experiment_name(exp), local, tags)
+        return log_report(uri, experiment_name(exp), local, tags, report_metrics(json.loads(files["stats.json"])))
+
+
+def report_metrics(stats: dict) -> dict[str, float]:
+    """The table's figures as MLflow metrics, grouped by N_att (``n_att_64/uar_mean``)."""
+    found = {}
+    for c in stats["configs"]:
+        found.update({f"n_att_{c['n_att']}/{k}": c[k] for k in ("uar_mean", "uar_std", "n")})
+    for c in stats["comparisons"]:
+        found.update({f"n_att_{c['n_att']}/{k}": c.get(k) for k in ("diff", "ci_low", "ci_high", "p", "p_holm")})
+    return {k: float(v) for k, v in found.items() if isinstance(v, (int, float)) and v == v}

@@ -41,7 +41,7 @@ def check_mlflow(uri: str | None) -> None:
     from sertune.errors import ConfigError
 
     mlflow = import_mlflow()
-    from sertune.trials.tracking import mlflow_uri
+    from sertune.trials.mlflow_runs import mlflow_uri
 
     retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
     old = {k: os.environ.get(k) for k in retries}
@@ -87,8 +87,12 @@ def _first_line(e: Exception) -> str:
 def watching(exp: str, stage: str, verbose: bool, mlflow: str | None, optuna_storage: str | None = None):
     """Yield the stage's Watch, with Ray's, MLflow's and Optuna's logs in a file unless ``verbose``."""
     from sertune import ray_runtime
+    from sertune.trials.mlflow_runs import tracking_uri
     from sertune.trials.tracking import Watch
 
+    mlflow, note = tracking_uri(exp, mlflow)
+    if note:
+        click.echo(note, err=True)
     if mlflow:
         import_mlflow()  # first: importing it sets up its loggers, which logs_to then redirects
     path = None if verbose else log_path(exp, stage)

@@ -143,9 +143,9 @@ def _run_tune(store: str, exp: str, base: TrainConfig, space: dict, s: TuneSetti
         the_tuner = _tuner(fsutil.normalize(store), exp, base, space, s, study)
         searcher = recorded(the_tuner._local_tuner._tune_config.search_alg)  # the object fit() runs
         if not watch.verbose:
-            view = LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty)
-            view.number_of = searcher.number_of
-            callbacks = [view, *callbacks]
+            callbacks = [LiveView("tune", s.num_samples, base.epochs, watch.log_path, watch.tty), *callbacks]
+        for callback in callbacks:  # the live view and MLflow name trials by their number
+            callback.number_of = searcher.number_of
         grid = tuner.fit(the_tuner, callbacks, watch.verbose)
         _check_finished(grid, s.num_samples)
     number = dict(searcher.numbers)  # Ray trial id -> its number
