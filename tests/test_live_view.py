@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import optuna
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -146,6 +147,9 @@ def test_tune_live_view_optuna_study_and_tensorboard(synth_store, tmp_path):
     assert (exp / "logs").is_dir()
 
     trials = pd.read_parquet(exp / "tune" / "trials.parquet")
+    types = {f.name: str(f.type) for f in pq.read_schema(exp / "tune" / "trials.parquet")}
+    assert types["trial"] == "int64" and types["stopped_early"] == types["should_checkpoint"] == "bool", types
+    assert types["config/lr"] == "double" and types["config/batch_size"] == "int64", types
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{exp}/tune/optuna.db")
     stored = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert set(stored) == set(trials["trial_id"]), "the study does not hold every trial once"

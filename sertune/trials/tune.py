@@ -210,10 +210,22 @@ def _write_trials(grid, location: str, max_epochs: int, number: dict) -> None:
     df = df.sort_values("trial", kind="stable", ignore_index=True)
     df["stopped_early"] = df["training_iteration"] < max_epochs  # told to Optuna as PRUNED
     for col in df.columns[df.dtypes == object]:
-        df[col] = df[col].astype(str)  # mixed-type columns cannot go to Parquet as they are
+        df[col] = _one_type(df[col])
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
     fsutil.write_bytes_atomic(location, buf.getvalue())
+
+
+def _one_type(col: pd.Series) -> pd.Series:
+    """An object column of Tune's frame as one Parquet type: booleans with gaps (should_checkpoint
+    of trials that never checkpointed) as nullable booleans, strings as strings; anything else
+    mixed cannot go to Parquet as it is, and becomes its text."""
+    values = col.dropna()
+    if len(values) and values.map(lambda v: isinstance(v, bool)).all():
+        return col.astype("boolean")
+    if values.map(lambda v: isinstance(v, str)).all():
+        return col
+    return col.astype(str)
 
 
 CURVE_COLUMNS = ("trial", "trial_id", "epoch", "val_uar", "best_val_uar", "timestamp")
