@@ -149,7 +149,7 @@ def test_killed_sweep_resumed_through_uri_query_options(pipeline, s3):
     assert (df["epochs"] == 2).all() and df["uar"].between(0, 1).all()
     # The tuned configuration came from the bucket: the sweep ran at its learning rate.
     best = json.loads(read(s3.endpoint, BUCKET, "exp/tune/best_config.json"))
-    assert {json.loads(c)["lr"] for c in df["config"]} == {best["config"]["lr"]}
+    assert {c["lr"] for c in df["config"]} == {best["config"]["lr"]}  # a struct column: dicts
     # Tune's checkpoints and state went to the bucket too; no "?endpoint_override" crept into a key.
     sweep_keys = keys(s3.endpoint, BUCKET, "exp/sweep/")
     assert any("/checkpoint_" in k for k in sweep_keys) and not any("?" in k or "&" in k for k in sweep_keys)

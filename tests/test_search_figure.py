@@ -40,8 +40,9 @@ def test_the_search_in_the_order_the_trials_ran():
     assert "3 trials (2 full budget" in curves_ax.get_title()
     assert [line.get_xdata()[0] for line in curves_ax.get_lines() if line.get_linestyle() == ":"] == [1, 2]
     full, stopped = order_ax.collections[1].get_offsets(), order_ax.collections[0].get_offsets()
-    assert np.asarray(full).tolist() == [[1, 0.5], [2, 0.4]]  # c ran first, then a
-    assert np.asarray(stopped).tolist() == [[3, 0.2]]
+    # Curves without trial numbers (a tune begun before them): numbered from 0 as they ran.
+    assert np.asarray(full).tolist() == [[0, 0.5], [1, 0.4]]  # c ran first, then a
+    assert np.asarray(stopped).tolist() == [[2, 0.2]]
     running = [line for line in order_ax.get_lines() if line.get_label() == "best full-budget so far"][0]
     assert list(running.get_ydata()) == [0.5, 0.5, 0.5]  # a stopped trial does not lower it
     assert knob_ax.get_xscale() == "log" and knob_ax.get_title() == "against lr (the most important knob)"

@@ -38,10 +38,6 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     from sertune.trials.mlflow_runs import tracking_uri
 
     exp = paths.experiment_dir(experiment_dir)
-    mlflow, note = tracking_uri(exp, mlflow)  # where the experiment's runs are, if it remembers a place
-    if note:
-        click.echo(note, err=True)
-    check_mlflow(mlflow)
     if results_file is None:
         source = paths.sweep_results(exp)
         if not fsutil.exists(source):
@@ -55,6 +51,10 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     # A folder is one of `sertune train` runs (each result.json a row), as compare reads it.
     rows = results.read_train_results(source) if fsutil.is_dir(source) else results.read_table(source)
     df = checked(rows, source)  # validated once, here
+    mlflow, note = tracking_uri(exp, mlflow)  # where the experiment's runs are, if it remembers a place
+    if note:
+        click.echo(note, err=True)
+    check_mlflow(mlflow)
     summary = table(df)
     try:
         kde_selection(summary, list(kde))
