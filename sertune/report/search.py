@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from sertune.report.figures import png_bytes
 
@@ -111,6 +112,7 @@ def search_figure(curves: pd.DataFrame, trials: pd.DataFrame, best_trial: str, m
                 ax.annotate(str(number[i]), (vi, yi), xytext=(3, 3), textcoords="offset points", fontsize=6, color="0.3")
         if (v > 0).all() and v.max() / v.min() > 20:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks run into each other
         ax.set(xlabel=knob, ylabel="best validation UAR", title=f"against {knob}" + (f" ({why})" if why else ""))
         ax.title.set_fontsize(10)
     fig.tight_layout()
