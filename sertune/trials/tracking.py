@@ -10,15 +10,12 @@ run in the driver.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from ray.tune.logger import TBXLoggerCallback
 
 from sertune.config import TrainConfig
 from sertune.trials.mlflow_runs import EPOCH_METRICS, EXPERIMENT_TAG, WRITER_TAG, MlflowTrials, mlflow_uri
-
-log = logging.getLogger("ray.tune.sertune")
 
 
 class PlainTensorBoard(TBXLoggerCallback):
