@@ -28,7 +28,7 @@ from sertune.audio.corpus import scan
 from sertune.audio.features import MfccExtractor
 from sertune.config import FeatureConfig
 from sertune.errors import CorpusError, StoreError
-from sertune.store.schema import FORMAT, MANIFEST, MARKER, META_COLUMNS, SCHEMA_VERSION, SHARD_SCHEMA, read_manifest
+from sertune.store.schema import FORMAT, MANIFEST, MARKER, META_COLUMNS, SCHEMA_VERSION, read_manifest, shard_schema
 
 def _versions() -> dict:
     return {
@@ -100,7 +100,7 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
             warnings.append({"utt_id": row["utt_id"], "path": row["path"], "warning": warning})
     shard = None
     if good:
-        table = _shard_table(sorted(good, key=lambda r: r["utt_id"]), root)
+        table = _shard_table(sorted(good, key=lambda r: r["utt_id"]), root, config.n_mfcc)
         data = _parquet_bytes(table)
         name = f"shards/actor_{actor:02d}.parquet"
         fs, path = fsutil.resolve(staging)
@@ -115,21 +115,27 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
 def content_digest(table: pa.Table) -> str:
     """SHA-256 of a shard's values, not of its file: the file's bytes also hold the writer's
     version (Parquet's created_by), so the same features written by another pyarrow would make
-    another store, and a sweep could not resume on a machine that installed a newer one."""
+    another store, and a sweep could not resume on a machine that installed a newer one.
+    The MFCC are hashed as one run of floats with offsets counted in floats, whatever the
+    layout (v1 flat lists, v2 lists of frames): the store hash outlives the format change."""
     h = hashlib.sha256()
     for name in table.column_names:
         col = table.column(name).combine_chunks()
         h.update(name.encode() + b"\0")
         if pa.types.is_list(col.type):
-            h.update(np.asarray(col.offsets, dtype="<i8").tobytes())
-            h.update(np.asarray(col.flatten(), dtype="<f4").tobytes())
+            offsets, values = np.asarray(col.offsets, dtype="<i8"), col.flatten()
+            if pa.types.is_fixed_size_list(values.type):
+                offsets, values = offsets * values.type.list_size, values.flatten()
+            h.update(offsets.tobytes())
+            h.update(np.asarray(values, dtype="<f4").tobytes())
         else:
             h.update(json.dumps(col.to_pylist()).encode())
     return h.hexdigest()
 
 
-def _shard_table(rows: list[dict], root: str) -> pa.Table:
-    cols = {name: [] for name in SHARD_SCHEMA.names}
+def _shard_table(rows: list[dict], root: str, n_mfcc: int) -> pa.Table:
+    schema = shard_schema(n_mfcc)
+    cols = {name: [] for name in META_COLUMNS}
     for r in rows:
         for name in META_COLUMNS:
             if name == "source":
@@ -138,12 +144,12 @@ def _shard_table(rows: list[dict], root: str) -> pa.Table:
                 cols[name].append(len(r["mfcc"]))
             else:
                 cols[name].append(r[name])
-        cols["mfcc"].append(r["mfcc"].reshape(-1))
-    arrays = [pa.array(cols[n], type=SHARD_SCHEMA.field(n).type) for n in META_COLUMNS]
-    flat = np.concatenate(cols["mfcc"]) if rows else np.zeros(0, np.float32)
-    offsets = np.concatenate([[0], np.cumsum([len(m) for m in cols["mfcc"]])]).astype(np.int32)
-    arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.float32())))
-    return pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+    arrays = [pa.array(cols[n], type=schema.field(n).type) for n in META_COLUMNS]
+    flat = np.concatenate([r["mfcc"].reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
+    frames = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), n_mfcc)
+    offsets = np.concatenate([[0], np.cumsum(cols["n_frames"])]).astype(np.int32)
+    arrays.append(pa.ListArray.from_arrays(pa.array(offsets), frames))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

@@ -15,7 +15,7 @@ import torch
 
 from sertune import fsutil
 from sertune.errors import StoreError
-from sertune.store.schema import META_COLUMNS, SHARD_SCHEMA, read_manifest
+from sertune.store.schema import META_COLUMNS, expected_schema, frames_of, read_manifest
 
 
 def verify_store(store: str) -> dict:
@@ -40,15 +40,16 @@ def _shard_bytes(store: str, shard: dict) -> bytes:
     return data
 
 
-def _read_shard(store: str, shard: dict) -> pa.Table:
+def _read_shard(store: str, shard: dict, manifest: dict) -> pa.Table:
     location = fsutil.join(store, shard["file"])
     try:
         table = pq.read_table(pa.BufferReader(_shard_bytes(store, shard)))
     except (OSError, pa.ArrowInvalid) as e:
         raise StoreError(f"{location}: cannot read shard ({str(e).splitlines()[0]})") from None
-    if not table.schema.equals(SHARD_SCHEMA):
-        raise StoreError(f"{location}: shard schema differs from this sertune's; rebuild with `sertune prepare --force`")
-    if not np.isfinite(table.column("mfcc").combine_chunks().flatten().to_numpy()).all():
+    if not table.schema.equals(expected_schema(manifest)):
+        raise StoreError(f"{location}: shard schema differs from its manifest's (store v{manifest['schema_version']}); "
+                         "rebuild with `sertune prepare --force`")
+    if not np.isfinite(frames_of(table.column("mfcc"), manifest["feature_dim"])).all():
         raise StoreError(f"{location}: MFCC values that are NaN or infinite; rebuild with `sertune prepare --force`")
     return table
 
@@ -115,7 +116,7 @@ def load_store(store: str, actors: list[int] | None = None) -> FeatureSet:
     shards = [s for s in manifest["shards"] if actors is None or s["actor"] in set(actors)]
     if not shards:
         raise StoreError(f"{store}: no shard for actors {actors}")
-    table = pa.concat_tables([_read_shard(store, s) for s in shards])
+    table = pa.concat_tables([_read_shard(store, s, manifest) for s in shards])
     return _to_featureset(table, manifest)
 
 
@@ -129,7 +130,7 @@ def duplicate_group_ids(utt_ids: pd.Series, manifest: dict) -> pd.Series:
 def _to_featureset(table: pa.Table, manifest: dict) -> FeatureSet:
     dim = manifest["feature_dim"]
     lengths = table.column("n_frames").to_numpy().astype(np.int64)
-    flat = table.column("mfcc").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    flat = frames_of(table.column("mfcc"), dim)
     meta = table.select(META_COLUMNS).to_pandas()
     meta["dup_group"] = duplicate_group_ids(meta["utt_id"], manifest)
     return FeatureSet(

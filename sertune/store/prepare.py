@@ -14,6 +14,7 @@ from sertune import fsutil, locks, preflight, ray_runtime
 from sertune.config import FeatureConfig
 from sertune.errors import StoreError
 from sertune.store.build import build_store, extract_shard, plan_build
+from sertune.store.schema import SCHEMA_VERSION, read_manifest
 
 
 def ray_task_runner():
@@ -45,11 +46,18 @@ def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, s
     with locks.hold(store, "a `sertune prepare` of this store", StoreError):
         plan = plan_build(data, store, config, force)
         if plan is None:
-            return None, f"{store}: up to date (same corpus and feature parameters); --force rebuilds it"
+            return None, up_to_date(store)
         with ray_runtime.connect(address, num_cpus, num_gpus), progress_meter(len(plan.table), progress) as update:
             with fsutil.storage_errors(plan.store):  # the driver's writes and the tasks' (their errors come back here)
                 manifest = build_store(plan, ray_task_runner(), skip_bad=skip_bad, progress=update)
     return manifest, summary(plan.store, manifest)
+
+
+def up_to_date(store: str) -> str:
+    version = read_manifest(store)["schema_version"]
+    older = (f"; store format v{version}, read as it is (--force rewrites it as v{SCHEMA_VERSION}, same store hash)"
+             if version < SCHEMA_VERSION else "")
+    return f"{store}: up to date (same corpus and feature parameters){older}; --force rebuilds it"
 
 
 @contextmanager
