@@ -59,8 +59,10 @@ def file_name(n_att: int, seed: int) -> str:
     return f"n_att-{int(n_att)}_seed-{int(seed)}.parquet"
 
 
-def run_table(n_att: int, seed: int, p: dict, classes=EMOTIONS) -> pa.Table:
-    """One run's table from ``TrainResult.predictions`` (utt_id, actor, fold, label_id, probs)."""
+def run_table(n_att: int, seed: int, p: dict) -> pa.Table:
+    """One run's table from ``TrainResult.predictions`` (utt_id, actor, fold, label_id, probs, and
+    the store's ``classes``: RAVDESS's where a caller has none)."""
+    classes = tuple(p.get("classes", EMOTIONS))
     probs = np.asarray(p["probs"], dtype=np.float32)
     label_id = np.asarray(p["label_id"], dtype=np.int16)
     pred_id = probs.argmax(1).astype(np.int16)
@@ -79,10 +81,10 @@ def run_table(n_att: int, seed: int, p: dict, classes=EMOTIONS) -> pa.Table:
     return pa.table(columns, schema=PREDICTIONS_SCHEMA.with_metadata(meta))
 
 
-def write_run(folder: str, n_att: int, seed: int, p: dict, classes=EMOTIONS) -> str:
+def write_run(folder: str, n_att: int, seed: int, p: dict) -> str:
     """Write one run's predictions (atomically: a reader never sees half a file); return its location."""
     buf = io.BytesIO()
-    pq.write_table(run_table(n_att, seed, p, classes), buf)
+    pq.write_table(run_table(n_att, seed, p), buf)
     location = fsutil.join(folder, file_name(n_att, seed))
     fsutil.write_bytes_atomic(location, buf.getvalue())
     return location

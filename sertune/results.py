@@ -26,9 +26,10 @@ from sertune.audio.labels import EMOTIONS
 from sertune.config import FeatureConfig, TrainConfig
 from sertune.errors import ResultsError
 
+# Before results/3 every store was RAVDESS's and per-class recall had a column per emotion.
 RECALL_COLUMNS = tuple(f"recall_{e}" for e in EMOTIONS)
 
-SCHEMA_VERSION = "2"  # 1: nested columns as JSON text, finished_at as text (no version key)
+SCHEMA_VERSION = "3"  # 1: nested columns as JSON text, finished_at as text (no version key); 2: typed, recall_<emotion> columns
 SCHEMA_KEY = b"sertune.schema"
 _ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 
@@ -65,8 +66,10 @@ RESULTS_SCHEMA = pa.schema(
         ("val_uar", pa.float64()),
         ("best_epoch", pa.int64()),
         ("epochs", pa.int64()),
-        *[(c, pa.float64()) for c in RECALL_COLUMNS],
-        ("confusion", pa.list_(pa.list_(pa.int64()))),  # rows = true class, cols = predicted, EMOTIONS order
+        ("corpus", pa.string()),  # the store's corpus: its layout (ravdess, crema-d, emodb) or "manifest"
+        ("classes", pa.list_(pa.string())),  # the label set, in the order of recall and of confusion's rows and columns
+        ("recall", pa.list_(pa.float64())),  # test recall per class (NaN: class absent from the test set)
+        ("confusion", pa.list_(pa.list_(pa.int64()))),  # rows = true class, cols = predicted, classes order
         ("config", struct_of(TrainConfig)),  # null field: the row predates that option
         ("protocol", PROTOCOL_TYPE),  # split kind, actors per part, folds
         ("store_hash", pa.string()),
@@ -80,7 +83,7 @@ RESULTS_SCHEMA = pa.schema(
 )
 RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
 # Lists and structs: JSON text in v1 tables and in CSV, which has no nested values.
-NESTED = ("fold_uar", "confusion", "config", "protocol", "features")
+NESTED = ("fold_uar", "classes", "recall", "confusion", "config", "protocol", "features")
 # Read as text from CSV: the strings, the JSON of nested columns, the ISO 8601 time.
 TEXT_COLUMNS = tuple(f.name for f in RESULTS_SCHEMA if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)))
 KEY = ("n_att", "seed")
@@ -245,19 +248,46 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return df
 
 
-# Columns added after tables were first written, with what an older table's rows mean.
-LATER_COLUMNS = {"fold_uar": [], "features": None}  # []: no per-fold UARs; None: not recorded
+# Columns added after tables were first written, with what an older table's rows mean: every
+# store before results/3 was RAVDESS's.
+LATER_COLUMNS = {"fold_uar": [], "features": None,  # []: no per-fold UARs; None: not recorded
+                 "corpus": "ravdess", "classes": list(EMOTIONS)}
+
+
+def with_classes(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows from before label sets (results/1-2, or another tool's table with the same
+    recall_<emotion> columns): RAVDESS's classes, and their recall as one list."""
+    if "recall" in df.columns or not all(c in df.columns for c in RECALL_COLUMNS):
+        return df
+    extra = {"recall": _recall_lists(df)}
+    for col in ("corpus", "classes"):
+        if col not in df.columns:
+            extra[col] = pd.Series([LATER_COLUMNS[col]] * len(df), index=df.index, dtype=object)
+    return df.assign(**extra)
 
 
 def with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """A table or rows from before a column existed, with what that column means for them."""
+    """A table or rows from before a column existed, with what that column means for them;
+    results/1-2's recall_<emotion> columns become the recall list."""
+    df = with_classes(df)
+    if "recall" not in df.columns:
+        df = df.assign(recall=pd.Series([None] * len(df), index=df.index, dtype=object))
     missing = {col: pd.Series([value] * len(df), index=df.index, dtype=object)
                for col, value in LATER_COLUMNS.items() if col not in df.columns}
     return df.assign(**missing) if missing else df
 
 
+def _recall_lists(df: pd.DataFrame) -> pd.Series:
+    """An older table's per-emotion recall columns as one list per row."""
+    values = df[list(RECALL_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return pd.Series([list(map(float, v)) for v in values], index=df.index, dtype=object)
+
+
 def _as_row(record: dict) -> dict:
-    """A row of the table from a record holding at least its columns (a later column may be missing)."""
+    """A row of the table from a record holding at least its columns (a later column may be
+    missing: a result.json of an older `sertune train`)."""
+    if "recall" not in record:
+        record = {**record, "recall": [record[c] for c in RECALL_COLUMNS] if all(c in record for c in RECALL_COLUMNS) else None}
     return {c: record.get(c, LATER_COLUMNS.get(c)) for c in RESULT_COLUMNS}
 
 
@@ -355,14 +385,14 @@ def result_row(cfg, r, store: dict, code_version: str, node_ip: str = "local") -
     row = {
         "n_att": cfg.n_att, "seed": cfg.seed, "uar": r.uar, "fold_uar": list(r.fold_uars), "val_uar": r.val_uar,
         "best_epoch": r.best_epoch, "epochs": r.epochs,
-        "confusion": r.confusion,
+        "corpus": store.get("corpus", {}).get("name", "ravdess"), "classes": list(r.classes),
+        "recall": list(r.recall), "confusion": r.confusion,
         "config": cfg.to_dict(), "protocol": r.protocol,
         "store_hash": store["store_hash"], "features": store["features"],
         "code_version": code_version,
         "node": socket.gethostname() + "/" + node_ip, "wall_time_s": r.wall_time_s,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    row.update(dict(zip(RECALL_COLUMNS, r.recall)))
     return row
 
 
@@ -378,6 +408,16 @@ def configs(df: pd.DataFrame, source: str = "results") -> list[dict]:
 def fold_uars(df: pd.DataFrame, source: str = "results") -> list[list[float]]:
     """Each row's per-fold test UARs ([] for a row from before they were recorded)."""
     return [v or [] for v in _nested(df["fold_uar"], "fold_uar", source)]
+
+
+def classes(df: pd.DataFrame, source: str = "results") -> list[list[str] | None]:
+    """Each row's label set (None where the row has none: another tool's table)."""
+    return list(_nested(df["classes"], "classes", source))
+
+
+def recalls(df: pd.DataFrame, source: str = "results") -> list[list[float] | None]:
+    """Each row's per-class test recall, in its classes' order (None where missing)."""
+    return list(_nested(df["recall"], "recall", source))
 
 
 def confusions(df: pd.DataFrame, source: str = "results") -> list[list[list[int]] | None]:

@@ -164,5 +164,5 @@ def test_demo_end_to_end(tmp_path):
     for line in lines:
         assert line.isprintable(), repr(line)
         assert not re.search(r"[╭╰│{}]|WARNING|\wWarning|INFO|\(raylet\)|Trial status|token", line), line
-    assert re.search(r"/demo/store: 360 utterances of 6 actors in \d+ shards", out), lines[:3]
+    assert re.search(r"/demo/store: 360 utterances of 6 speakers in \d+ shards, ravdess, 8 classes", out), lines[:3]
     assert re.fullmatch(r"Report written to .*/demo/experiment/report: table\.md, .*uar_vs_natt\.png.*", lines[-1])

@@ -16,7 +16,7 @@ def touch(root: Path, rel: str) -> Path:
 def test_parse_name_fields():
     row = parse_name(Path("Actor_12/03-01-05-02-01-02-12.wav"))
     assert row == {"utt_id": "03-01-05-02-01-02-12", "actor": 12, "gender": "female", "emotion": "angry",
-                   "label": 4, "intensity": "strong", "statement": 1, "repetition": 2}
+                   "intensity": "strong", "statement": 1, "repetition": 2}
     assert parse_name(Path("03-01-08-01-02-01-01.flac"))["gender"] == "male"
 
 

@@ -152,7 +152,7 @@ def test_real_corpus_full_build(real_16k, tmp_path, ray_local):
     store = tmp_path / "real"
     r = prepare("--data", real_16k, "--store", store)
     assert r.exit_code == 0, r.output
-    assert "1440 utterances of 24 actors in 24 shards" in r.output
+    assert "1440 utterances of 24 speakers in 24 shards, ravdess, 8 classes" in r.output
     m = verify_store(str(store))
     assert sum(s["n_utterances"] for s in m["shards"]) == 1440
     fs = load_store(str(store))

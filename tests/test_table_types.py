@@ -22,9 +22,15 @@ from sertune.config import FeatureConfig, TrainConfig
 from sertune.errors import ResultsError
 from sertune.store.schema import read_manifest
 
+# What a v2 table held (before results/3): a recall_<emotion> column per RAVDESS emotion where
+# results/3 has corpus, classes and a recall list.
+NEW_IN_V3 = ("corpus", "classes", "recall")
+V2_FIELDS = [g for f in results.RESULTS_SCHEMA if f.name not in NEW_IN_V3[1:]
+             for g in ([pa.field(c, pa.float64()) for c in results.RECALL_COLUMNS] if f.name == "corpus" else [f])]
+V2_COLUMNS = [f.name for f in V2_FIELDS]
 # What a v1 table held (before results/2): nested values as JSON text, the time as text.
 V1_STRINGS = ("fold_uar", "confusion", "config", "protocol", "features", "finished_at")
-V1_SCHEMA = pa.schema([(f.name, pa.string() if f.name in V1_STRINGS else f.type) for f in results.RESULTS_SCHEMA])
+V1_SCHEMA = pa.schema([(f.name, pa.string() if f.name in V1_STRINGS else f.type) for f in V2_FIELDS])
 
 DUCKDB = {int: "BIGINT", float: "DOUBLE", bool: "BOOLEAN", str: "VARCHAR"}
 
@@ -70,9 +76,13 @@ def sweep(synth_store, ray_local, tmp_path_factory):
 
 
 def _v1(df, path):
-    """``df`` (v2 values) written as a v1 table would have been: JSON text, no version key."""
+    """``df`` (v3 values of a RAVDESS store) written as a v1 table would have been: JSON text,
+    a column per emotion's recall, no version key."""
+    assert df["classes"].map(list).tolist() == [list(results.EMOTIONS)] * len(df)
     text = results.to_text(df)
-    table = pa.Table.from_pandas(text[list(results.RESULT_COLUMNS)], schema=V1_SCHEMA, preserve_index=False)
+    recall = pd.DataFrame(df["recall"].tolist(), columns=list(results.RECALL_COLUMNS), index=text.index)
+    text = pd.concat([text, recall], axis=1)
+    table = pa.Table.from_pandas(text[V2_COLUMNS], schema=V1_SCHEMA, preserve_index=False)
     pq.write_table(table, path)
     assert b"sertune.schema" not in (pq.read_schema(path).metadata or {})
 
@@ -91,15 +101,19 @@ def test_duckdb_reads_real_types(sweep, synth_store):
                                  "n_train BIGINT, n_val BIGINT, n_test BIGINT)[])")
     assert types["finished_at"] == "TIMESTAMP WITH TIME ZONE"
     assert {types[c] for c in ("n_att", "seed", "best_epoch", "epochs")} == {"BIGINT"}
-    assert {types[c] for c in ("uar", "val_uar", "wall_time_s", *results.RECALL_COLUMNS)} == {"DOUBLE"}
-    assert {types[c] for c in ("store_hash", "code_version", "node")} == {"VARCHAR"}
-    assert pq.read_schema(path).metadata[b"sertune.schema"] == b"results/2"
+    assert {types[c] for c in ("uar", "val_uar", "wall_time_s")} == {"DOUBLE"}
+    assert types["recall"] == "DOUBLE[]" and types["classes"] == "VARCHAR[]"
+    assert {types[c] for c in ("store_hash", "code_version", "node", "corpus")} == {"VARCHAR"}
+    assert pq.read_schema(path).metadata[b"sertune.schema"] == b"results/3"
 
     # Values: what the runs were, without a json.loads.
     rows = con.execute(f"SELECT n_att, seed, uar, fold_uar, confusion, config, protocol, features, finished_at, "
-                       f"protocol.folds[1].test_actors FROM read_parquet('{path}') ORDER BY n_att").fetchall()
+                       f"protocol.folds[1].test_actors, corpus, classes, recall[list_position(classes, 'angry')], "
+                       f"recall FROM read_parquet('{path}') ORDER BY n_att").fetchall()
     features = read_manifest(synth_store)["features"]
-    for n_att, seed, uar, fold_uar, confusion, config, protocol, feats, finished_at, first_test in rows:
+    for n_att, seed, uar, fold_uar, confusion, config, protocol, feats, finished_at, first_test, corpus, classes, angry, recall in rows:
+        assert corpus == "ravdess" and classes == list(results.EMOTIONS) and len(recall) == 8
+        assert angry == confusion[4][4] / sum(confusion[4])  # recall of a class, by its name
         assert config == TrainConfig(n_att=n_att, seed=seed, epochs=1, folds=3, threads=1).to_dict()
         assert len(fold_uar) == 3 and all(0 <= u <= 1 for u in fold_uar) and 0 <= uar <= 1
         assert len(confusion) == len(confusion[0]) == 8 and sum(map(sum, confusion)) == 360  # every utterance once
@@ -107,6 +121,7 @@ def test_duckdb_reads_real_types(sweep, synth_store):
         assert sorted(a for f in protocol["folds"] for a in f["test_actors"]) == [1, 2, 3, 4, 5, 6]
         assert first_test == protocol["folds"][0]["test_actors"]
         assert feats == features
+        assert 0 <= uar <= 1
         assert started <= finished_at <= dt.datetime.now(dt.timezone.utc)
     # pandas through read_results: the same values.
     df = results.read_results(str(path))
@@ -122,25 +137,28 @@ def test_csv_holds_json_text_and_reads_back_the_same(sweep, tmp_path):
     raw = pd.read_csv(csv, dtype=str)
     assert [json.loads(c) for c in raw["config"]] == results.configs(df)  # JSON text in the cells
     back = results.read_results(str(csv))
-    for get in (results.configs, results.fold_uars, results.confusions, results.protocols, results.features):
+    for get in (results.configs, results.fold_uars, results.confusions, results.protocols, results.features,
+                results.classes, results.recalls):
         assert get(back) == get(df)
     assert list(back["finished_at"]) == list(df["finished_at"])
 
 
-def test_a_v1_table_reads_as_v2_values_and_an_append_rewrites_it_as_v2(sweep, tmp_path):
+def test_a_v1_table_reads_as_v3_values_and_an_append_rewrites_it_as_v3(sweep, tmp_path):
     df = results.read_results(str(sweep[0]))
     old = tmp_path / "v1.parquet"
     _v1(df, old)
     back = results.read_results(str(old))
-    for get in (results.configs, results.fold_uars, results.confusions, results.protocols, results.features):
+    for get in (results.configs, results.fold_uars, results.confusions, results.protocols, results.features,
+                results.classes, results.recalls):
         assert get(back) == get(df)
+    assert back["corpus"].tolist() == ["ravdess"]  # every store before results/3 was RAVDESS's
     assert list(back["finished_at"]) == list(df["finished_at"])
 
     row = {**df.iloc[0].to_dict(), "seed": 7, "config": {**results.configs(df)[0], "seed": 7},
            "finished_at": "2026-12-01T10:00:00+00:00"}
     results.append_rows(str(old), [row])
     assert pq.read_schema(old).remove_metadata() == results.RESULTS_SCHEMA.remove_metadata()
-    assert pq.read_schema(old).metadata == {b"sertune.schema": b"results/2"}
+    assert pq.read_schema(old).metadata == {b"sertune.schema": b"results/3"}
     again = results.read_results(str(old))
     assert sorted(zip(again.n_att, again.seed)) == [(2, 0), (2, 7)]
     kept = again[again.seed == 0].reset_index(drop=True)  # the old rows, as they were
@@ -185,11 +203,11 @@ def test_a_bad_v1_cell_is_one_line_naming_file_row_and_column(tmp_path, column, 
 
 
 def test_a_newer_table_is_refused(tmp_path):
-    path = tmp_path / "v3.parquet"
+    path = tmp_path / "v4.parquet"
     results.write_results(pd.DataFrame([_v1_row(1, 0)]), str(path))
     table = pq.read_table(path)
-    pq.write_table(table.replace_schema_metadata({b"sertune.schema": b"results/3"}), path)
-    with pytest.raises(ResultsError, match="a results/3 table; this sertune reads results/1 to results/2"):
+    pq.write_table(table.replace_schema_metadata({b"sertune.schema": b"results/4"}), path)
+    with pytest.raises(ResultsError, match="a results/4 table; this sertune reads results/1 to results/3"):
         results.read_results(str(path))
 
 
@@ -211,12 +229,14 @@ def test_result_row_is_plain_json():
     """The row travels as JSON (Tune's result, result.json): lists, dicts, an ISO time."""
     from types import SimpleNamespace
 
-    r = SimpleNamespace(uar=0.5, fold_uars=[0.5, 0.4, 0.6], val_uar=0.6, best_epoch=1, epochs=1, recall=[0.5] * 8,
-                        confusion=[[1] * 8] * 8, protocol={"split": "speaker", "norm": "global", "uar": "pooled over folds",
+    r = SimpleNamespace(uar=0.5, fold_uars=[0.5, 0.4, 0.6], val_uar=0.6, best_epoch=1, epochs=1, recall=[0.5] * 6,
+                        confusion=[[1] * 6] * 6, classes=("neutral", "happy", "sad", "angry", "fearful", "disgust"),
+                        protocol={"split": "speaker", "norm": "global", "uar": "pooled over folds",
                                                            "folds": []}, wall_time_s=1.0)
-    store = {"store_hash": "0123456789abcdef", "features": FeatureConfig().to_dict()}
+    store = {"store_hash": "0123456789abcdef", "features": FeatureConfig().to_dict(), "corpus": {"name": "crema-d"}}
     row = results.result_row(TrainConfig(), r, store, "v")
     assert json.loads(json.dumps(row)) == row
+    assert row["corpus"] == "crema-d" and row["classes"] == list(r.classes) and row["recall"] == r.recall
     assert row["config"] == TrainConfig().to_dict() and row["fold_uar"] == [0.5, 0.4, 0.6]
     df = results.validate(pd.DataFrame([row]))
     assert results.to_table(df).schema == results.RESULTS_SCHEMA
@@ -230,3 +250,4 @@ def test_a_hand_built_v1_table_reads_as_its_values(tmp_path):
     assert results.fold_uars(df)[0] == [0.43125, 0.45, 0.41875] and results.confusions(df)[0][0] == [5, 1, 1, 1, 1, 1, 1, 1]
     assert results.protocols(df)[1]["folds"][2]["test_actors"] == [5, 6] and results.features(df)[0] == FeatureConfig().to_dict()
     assert df["finished_at"][0] == pd.Timestamp("2026-11-25T22:00:00Z")
+    assert results.classes(df) == [list(results.EMOTIONS)] * 2 and results.recalls(df) == [[0.4375] * 8] * 2

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from sertune import results
-from sertune.audio.labels import N_CLASSES
+from sertune.audio.labels import EMOTIONS, N_CLASSES
 from sertune.cli import cli
 from sertune.config import TrainConfig
 from sertune.store.load import load_store
@@ -69,7 +69,8 @@ def test_train_command(synth_store, tmp_path):
     assert fold["best_epoch"] == rec["best_epoch"] and fold["split"] == protocol["folds"][0]
     assert reloaded == confusion
     assert uar(torch.tensor(reloaded)) == pytest.approx(rec["uar"], abs=1e-12)
-    recalls = [rec[c] for c in results.RECALL_COLUMNS]
+    assert rec["classes"] == list(EMOTIONS) and rec["corpus"] == "ravdess"
+    recalls = rec["recall"]
     assert per_class_recall(torch.tensor(reloaded)).tolist() == pytest.approx(recalls, nan_ok=True)
 
 

@@ -135,8 +135,8 @@ def test_default_split_on_ravdess(real_16k):
 
 
 def _row(n_att: int, seed: int, **changes) -> dict:
-    recall = dict(zip(results.RECALL_COLUMNS, [0.5, 0.25, float("nan"), 1.0, 0.0, 0.75, 0.5, 0.125]))
-    row = {"n_att": n_att, "seed": seed, "uar": 0.4375, "fold_uar": "[0.4375]", "val_uar": 0.5, "best_epoch": 3, "epochs": 4, **recall,
+    row = {"n_att": n_att, "seed": seed, "uar": 0.4375, "fold_uar": "[0.4375]", "val_uar": 0.5, "best_epoch": 3, "epochs": 4,
+           "corpus": "manifest", "classes": ["calm", "joy"], "recall": [0.5, float("nan")],
            "confusion": "[[1, 0], [0, 1]]", "config": TrainConfig(n_att=n_att, seed=seed).to_json(),
            "protocol": '{"split": "speaker"}', "store_hash": "0123456789abcdef", "features": '{"hop_ms": 10.0}', "code_version": "0.1.0+abc",
            "node": "host/127.0.0.2", "wall_time_s": 12.5, "finished_at": "2026-11-25T22:00:00+00:00"}
@@ -153,7 +153,7 @@ def test_results_table_round_trips_through_csv(tmp_path):
     expected = results.validate(df).sort_values(list(results.KEY)).reset_index(drop=True)
     pd.testing.assert_frame_equal(back[list(results.RESULT_COLUMNS)], expected[list(results.RESULT_COLUMNS)])
     assert back["node"].tolist() == ["0123", "host/127.0.0.2", "host/127.0.0.2"]  # not the number 123
-    assert np.isnan(back["recall_happy"]).all()
+    assert all(r[0] == 0.5 and np.isnan(r[1]) for r in back["recall"]) and back["classes"].tolist() == [["calm", "joy"]] * 3
     # Appending to the CSV keeps the first result of a pair and adds new pairs.
     results.append_rows(path, [_row(1, 0, uar=0.9), _row(4, 0)])
     again = results.read_results(path)

@@ -1,59 +1,63 @@
-"""Reading a RAVDESS-layout folder: `Actor_XX/MM-VV-EE-II-SS-RR-AA.{wav,flac}` -> a table.
-
-The name carries every label, so the name is validated strictly: a wrong label silently
-poisons every result downstream, while a loud error costs the user one rename.
+"""Reading a corpus: a folder in one of the layouts whose file names carry the labels (RAVDESS,
+CREMA-D, EmoDB), or a manifest (sertune/audio/manifest.py) -> one table of utterances, its label
+set and where it came from. The label set, not RAVDESS, decides the model's classes downstream.
 """
 
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from sertune.audio import cremad, emodb, ravdess
 from sertune.errors import CorpusError
-from sertune.audio.labels import EMOTION_CODES, EMOTIONS, INTENSITIES, STATEMENTS, gender_of
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
-ACTOR_DIR = re.compile(r"^Actor_(\d{2})$")
-COLUMNS = ["utt_id", "path", "actor", "gender", "emotion", "label", "intensity", "statement", "repetition"]
+# One row per utterance. start/end (seconds) cut a segment out of a longer file; None: all of it.
+COLUMNS = ["utt_id", "path", "actor", "gender", "emotion", "label", "intensity", "statement", "repetition",
+           "start", "end"]
+parse_name = ravdess.parse_name  # the RAVDESS reader's name check, as before other layouts existed
 
 
-def parse_name(path: Path) -> dict:
-    """The seven name fields of one file, checked against the RAVDESS codes."""
-    m = NAME.match(path.stem)
-    if not m:
-        raise CorpusError(f"{path}: not a RAVDESS name (expected MM-VV-EE-II-SS-RR-AA, e.g. 03-01-05-02-01-01-12)")
-    modality, channel, emotion, intensity, statement, repetition, actor = m.groups()
-    checks = [
-        (modality == "03", f"modality {modality} is not 03 (audio-only)"),
-        (channel == "01", f"vocal channel {channel} is not 01 (speech); song is not supported"),
-        (emotion in EMOTION_CODES, f"unknown emotion code {emotion} (01-08)"),
-        (intensity in INTENSITIES, f"unknown intensity code {intensity} (01-02)"),
-        (not (emotion == "01" and intensity == "02"), "neutral has no strong intensity (02)"),
-        (statement in STATEMENTS, f"unknown statement code {statement} (01-02)"),
-        (repetition in ("01", "02"), f"unknown repetition code {repetition} (01-02)"),
-        (1 <= int(actor) <= 99, f"actor code {actor} out of range"),
-    ]
-    for ok, problem in checks:
-        if not ok:
-            raise CorpusError(f"{path}: {problem}")
-    return {
-        "utt_id": path.stem,
-        "actor": int(actor),
-        "gender": gender_of(int(actor)),
-        "emotion": EMOTION_CODES[emotion],
-        "label": EMOTIONS.index(EMOTION_CODES[emotion]),
-        "intensity": INTENSITIES[intensity],
-        "statement": int(statement),
-        "repetition": int(repetition),
-    }
+@dataclass(frozen=True)
+class Layout:
+    """A corpus whose file names carry speaker and emotion."""
+
+    name: str
+    classes: tuple[str, ...]  # the label set, in the order of the model's outputs
+    pattern: object  # compiled regex of a file name's stem
+    example: str
+    parse: Callable[[Path], dict]  # a stem's fields, or CorpusError naming the file
+    check: Callable[[Path, dict], None] = lambda path, row: None  # where the file sits
+    genders: Callable[[Path], dict[int, str]] = lambda root: {}  # speaker -> gender from a side file
 
 
-def _audio_files(root: Path) -> list[Path]:
-    """Every audio file under ``root``, following symbolic links (an Actor_XX folder linked in
+LAYOUTS = {
+    "ravdess": Layout("ravdess", ravdess.CLASSES, ravdess.NAME, ravdess.EXAMPLE, ravdess.parse_name,
+                      ravdess.check_folder),
+    "crema-d": Layout("crema-d", cremad.CLASSES, cremad.NAME, cremad.EXAMPLE, cremad.parse_name,
+                      genders=cremad.genders),
+    "emodb": Layout("emodb", emodb.CLASSES, emodb.NAME, emodb.EXAMPLE, emodb.parse_name),
+}
+
+
+@dataclass
+class Corpus:
+    """What a store is built from: the utterances, the label set, and what the store records of
+    the source (the layout or manifest, the manifest's SHA-256, speaker names)."""
+
+    name: str  # "ravdess", "crema-d", "emodb", or "manifest"
+    classes: tuple[str, ...]
+    table: pd.DataFrame  # COLUMNS, sorted by actor then utt_id
+    root: str  # the folder that audio paths are relative to
+    record: dict = field(default_factory=dict)
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Every audio file under ``root``, following symbolic links (a speaker folder linked in
     from elsewhere is a common way to assemble a corpus; ``Path.rglob`` skipped it silently).
     A link back into a folder already being walked would loop: that is refused."""
     files, walking = [], set()
@@ -67,29 +71,60 @@ def _audio_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def _check_folder(path: Path, actor: int) -> None:
-    m = ACTOR_DIR.match(path.parent.name)
-    if not m:
-        raise CorpusError(f"{path}: not inside an Actor_XX folder")
-    if int(m.group(1)) != actor:
-        raise CorpusError(f"{path}: actor {actor:02d} file in folder {path.parent.name}")
+def detect(files: list[Path]) -> Layout:
+    """The layout most file names fit (then every file is checked against it, so a stray name
+    gets that layout's precise error); none or a tie is an error that says what to do."""
+    fits = {name: sum(bool(lay.pattern.match(f.stem)) for f in files) for name, lay in LAYOUTS.items()}
+    best = max(fits.values())
+    winners = [name for name, n in fits.items() if n == best]
+    if best == 0 or len(winners) > 1:
+        known = "; ".join(f"{lay.name} e.g. {lay.example}" for lay in LAYOUTS.values())
+        raise CorpusError(f"{files[0].parent}: file names fit no single known layout ({known}); "
+                          "pass --layout, or describe the corpus in a manifest (--data FILE.csv|.jsonl)")
+    return LAYOUTS[winners[0]]
 
 
-def scan(root: str | Path) -> pd.DataFrame:
-    """All utterances under ``root``, one row each, sorted by actor then name."""
+def read_folder(root: str | Path, layout: str = "auto") -> Corpus:
+    """A layout folder's utterances, every name checked; ``layout`` "auto" detects it."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise CorpusError(f"{root}: no such folder")
-    files = _audio_files(root)
+    files = audio_files(root)
     if not files:
         raise CorpusError(f"{root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
+    lay = detect(files) if layout == "auto" else LAYOUTS[layout]
     rows, seen = [], {}
     for path in files:
-        row = parse_name(path)
-        _check_folder(path, row["actor"])
+        row = lay.parse(path)
+        lay.check(path, row)
         if row["utt_id"] in seen:
             raise CorpusError(f"{path}: duplicate utterance, also at {seen[row['utt_id']]}")
         seen[row["utt_id"]] = path
         rows.append({**row, "path": os.path.abspath(path)})  # not resolved: a linked folder keeps its place
+    genders = lay.genders(root)
+    for row in rows:
+        row["gender"] = genders.get(row["actor"], row["gender"])
+    return Corpus(lay.name, lay.classes, table(rows, lay.classes), str(root))
+
+
+def table(rows: list[dict], classes: tuple[str, ...]) -> pd.DataFrame:
+    """Rows as the corpus table: labels as indices into ``classes``, sorted by actor then id."""
     df = pd.DataFrame(rows, columns=COLUMNS)
+    df["label"] = [classes.index(e) for e in df["emotion"]]
     return df.sort_values(["actor", "utt_id"], ignore_index=True)
+
+
+def read_corpus(data: str | Path, layout: str = "auto", labels: tuple[str, ...] | None = None,
+                audio_root: str | None = None) -> Corpus:
+    """A folder in a known layout, or a manifest file (CSV, JSON Lines)."""
+    path = Path(data).expanduser()
+    if path.is_file():
+        from sertune.audio import manifest
+
+        return manifest.read(path, labels=labels, audio_root=audio_root)
+    return read_folder(path, layout)
+
+
+def scan(root: str | Path, layout: str = "auto") -> pd.DataFrame:
+    """All utterances of a layout folder, one row each, sorted by actor then name."""
+    return read_folder(root, layout).table

@@ -105,13 +105,27 @@ class MfccExtractor:
         mfcc, sr, _ = self.extract(path)
         return mfcc, sr
 
-    def extract(self, path: str) -> tuple[np.ndarray, int, str | None]:
-        """MFCC, the file's sample rate, and a warning about its content (or None)."""
+    def extract(self, path: str, start: float | None = None, end: float | None = None) -> tuple[np.ndarray, int, str | None]:
+        """MFCC, the file's sample rate, and a warning about its content (or None); ``start`` and
+        ``end`` (seconds) take a segment of a longer recording."""
         c = self.config
         y, sr, warning = _load_audio(path, c.sample_rate)
+        y = segment(y, c.sample_rate, start, end, path)
         if len(y) < c.win_length:
             raise CorpusError(f"{path}: too short ({len(y)} samples, shorter than one {c.win_ms} ms window)")
         with _one_blas_thread():
             mel = self.mel_basis @ self.power_spectrogram(y)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=c.n_mfcc)
         return np.ascontiguousarray(mfcc.T, dtype=np.float32), sr, warning
+
+
+def segment(y: np.ndarray, sample_rate: int, start: float | None, end: float | None, path: str) -> np.ndarray:
+    """Seconds ``start`` to ``end`` of a signal (None: from its start, to its end); a segment
+    that reaches past the recording is an error, not a shorter clip."""
+    if start is None and end is None:
+        return y
+    duration = len(y) / sample_rate
+    if (end if end is not None else start) > duration + 1e-3:
+        raise CorpusError(f"{path}: segment {start or 0:g}-{'end' if end is None else f'{end:g}'} s reaches past "
+                          f"the recording ({duration:.3f} s)")
+    return y[int(round((start or 0) * sample_rate)): None if end is None else int(round(end * sample_rate))]

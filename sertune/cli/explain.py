@@ -63,10 +63,10 @@ def explain(model, store, n_att, seeds, fold, utts, out_dir, audio):
         test_ids = [u for u in m.fold["test_utt_ids"] if u in index]
         sub = subset(test_ids)
         test = ex.attention(m, sub, test_ids, sub.labels.tolist())
-        shares, counts = ex.win_shares(test, m.config.n_att)
+        shares, counts = ex.win_shares(test, m.config.n_att, len(m.classes))
         acc = sum(u.predicted == u.label for u in test) / max(len(test), 1)
         title = (f"{m.name} (N_att = {m.config.n_att}): {len(test)} test utterances, accuracy {acc:.3f}")
-        fsutil.write_bytes_atomic(fsutil.join(out, "win_shares.png"), ex.shares_png(shares, counts, title))
+        fsutil.write_bytes_atomic(fsutil.join(out, "win_shares.png"), ex.shares_png(shares, counts, title, m.classes))
         written.append("win_shares.png")
         doc["test_set"] = {"n": len(test), "counts": counts.tolist(), "win_shares": shares.tolist()}
     else:
@@ -76,7 +76,7 @@ def explain(model, store, n_att, seeds, fold, utts, out_dir, audio):
         selected += ex.attention(m, sub, files, [None] * len(files))
     for u in selected:
         name = "attention_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in u.name.rsplit("/", 1)[-1]) + ".png"
-        fsutil.write_bytes_atomic(fsutil.join(out, name), ex.utterance_png(u, m.config.n_att, hop))
+        fsutil.write_bytes_atomic(fsutil.join(out, name), ex.utterance_png(u, m.config.n_att, hop, m.classes))
         written.append(name)
         doc["utterances"].append({"name": u.name, "label": u.label, "predicted": u.predicted,
                                   "alpha": u.alpha.tolist(), "winner": u.winner.tolist()})

@@ -11,7 +11,6 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sertune.audio.labels import EMOTIONS
 from sertune.insight.models import FoldModel
 from sertune.insight.predict import model_input
 from sertune.report.figures import png_bytes
@@ -38,18 +37,18 @@ def attention(model: FoldModel, fs: FeatureSet, names: list[str], labels: list[i
     return out
 
 
-def win_shares(utts: list[UtteranceAttention], n_att: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_att, emotions) share of the attention mass each vector carries, averaged over the
-    utterances of each emotion (each column sums to 1), and the count of utterances per emotion."""
-    shares = np.zeros((n_att, len(EMOTIONS)))
-    counts = np.zeros(len(EMOTIONS), dtype=int)
+def win_shares(utts: list[UtteranceAttention], n_att: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_att, classes) share of the attention mass each vector carries, averaged over the
+    utterances of each class (each column sums to 1), and the count of utterances per class."""
+    shares = np.zeros((n_att, n_classes))
+    counts = np.zeros(n_classes, dtype=int)
     for u in utts:
         shares[:, u.label] += np.bincount(u.winner, weights=u.alpha, minlength=n_att)
         counts[u.label] += 1
     return shares / np.maximum(counts, 1), counts
 
 
-def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float) -> bytes:
+def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float, classes: tuple[str, ...]) -> bytes:
     t = np.arange(len(u.alpha)) * hop_ms / 1000
     rows = 3 if n_att > 1 else 2
     fig = Figure(figsize=(7.5, 2.2 + 1.3 * rows))
@@ -61,8 +60,8 @@ def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float) -> bytes:
     ax.imshow(z.T, aspect="auto", origin="lower", cmap="magma", interpolation="nearest", vmin=-2.5, vmax=2.5,
               extent=(t[0], t[-1] + hop_ms / 1000, -0.5, u.mfcc.shape[1] - 0.5))
     ax.set_ylabel("MFCC coef.\n(z per coef.)")
-    truth = f"true {EMOTIONS[u.label]}, " if u.label is not None else ""
-    ax.set_title(f"{u.name}: {truth}predicted {EMOTIONS[u.predicted]}", fontsize=10)
+    truth = f"true {classes[u.label]}, " if u.label is not None else ""
+    ax.set_title(f"{u.name}: {truth}predicted {classes[u.predicted]}", fontsize=10)
     ax = axes[1]
     ax.plot(t, u.alpha, color="C0", lw=1.2)
     ax.fill_between(t, u.alpha, color="C0", alpha=0.25)
@@ -84,21 +83,21 @@ def utterance_png(u: UtteranceAttention, n_att: int, hop_ms: float) -> bytes:
     return png_bytes(fig)
 
 
-def shares_png(shares: np.ndarray, counts: np.ndarray, title: str) -> bytes:
+def shares_png(shares: np.ndarray, counts: np.ndarray, title: str, classes: tuple[str, ...]) -> bytes:
     n_att = shares.shape[0]
     fig = Figure(figsize=(8.5, 1.6 + 0.32 * max(n_att, 4)))
     FigureCanvasAgg(fig)
     ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
     im = ax.imshow(shares, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(shares.max()), 1e-9))
-    ax.set_xticks(range(len(EMOTIONS)), [f"{e}\n(n={c})" for e, c in zip(EMOTIONS, counts)], fontsize=7)
+    ax.set_xticks(range(len(classes)), [f"{e}\n(n={c})" for e, c in zip(classes, counts)], fontsize=7)
     ax.set_yticks(range(n_att), [f"u{i}" for i in range(n_att)], fontsize=7)
     ax.set_ylabel("attention vector")
-    if n_att * len(EMOTIONS) <= 16 * 8:
+    if n_att * len(classes) <= 16 * 8:
         for i in range(n_att):
-            for j in range(len(EMOTIONS)):
+            for j in range(len(classes)):
                 ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if shares[i, j] < 0.6 * shares.max() else "black")
-    ax.set_title("share of attention mass per emotion (columns sum to 1)", fontsize=9)
+    ax.set_title("share of attention mass per class (columns sum to 1)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     overall = (shares * counts).sum(1) / max(counts.sum(), 1)
     bx.barh(range(n_att), overall, color="C0")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from sertune import fsutil, paths
-from sertune.audio.labels import N_CLASSES
+from sertune.audio.labels import EMOTIONS
 from sertune.config import FeatureConfig, TrainConfig
 from sertune.errors import ConfigError, StoreError
 from sertune.training.model import AttentionLSTM
@@ -57,6 +57,15 @@ class FoldModel:
     def norm_stats(self):
         return self.fold["norm_mean_std"]
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return classes_of(self.record)
+
+
+def classes_of(record: dict) -> tuple[str, ...]:
+    """The model's outputs, in order: its store's label set (RAVDESS's before label sets were kept)."""
+    return tuple(record.get("classes", EMOTIONS))
+
 
 def read_record(location: str) -> dict:
     if not fsutil.exists(location):
@@ -78,7 +87,7 @@ def fold_models(record: dict, name: str) -> list[FoldModel]:
     dim = record["features"]["n_mfcc"]
     out = []
     for i, fold in enumerate(record["folds"]):
-        net = AttentionLSTM(dim, cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES)
+        net = AttentionLSTM(dim, cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, len(classes_of(record)))
         net.load_state_dict(fold["weights"])
         label = name + (f"/fold={i}" if len(record["folds"]) > 1 else "")
         out.append(FoldModel(label, record, fold, net.eval()))

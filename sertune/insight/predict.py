@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 
 from sertune.audio.features import MfccExtractor
-from sertune.audio.labels import EMOTIONS
 from sertune.errors import CorpusError
 from sertune.insight.models import FoldModel
 from sertune.store.load import FeatureSet
@@ -78,10 +77,11 @@ class Predictions:
     files: list[str]
     probs: np.ndarray  # (files, classes), averaged over the models given
     errors: list[str]
+    classes: tuple[str, ...]  # the models' outputs, in order
 
     def frame(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.probs, columns=list(EMOTIONS))
-        df.insert(0, "predicted", [EMOTIONS[i] for i in self.probs.argmax(1)] if len(self.files) else [])
+        df = pd.DataFrame(self.probs, columns=list(self.classes))
+        df.insert(0, "predicted", [self.classes[i] for i in self.probs.argmax(1)] if len(self.files) else [])
         df.insert(0, "file", self.files)
         return df
 
@@ -92,7 +92,7 @@ def predict(models: list[FoldModel], args: list[str]) -> Predictions:
     files, mfccs, bad = featurise(files, MfccExtractor(models[0].features))
     errors += bad
     if not files:
-        return Predictions([], np.zeros((0, len(EMOTIONS))), errors)
+        return Predictions([], np.zeros((0, len(models[0].classes))), errors, models[0].classes)
     fs = unlabelled(mfccs)
     probs = torch.stack([torch.softmax(logits(m, fs), dim=1) for m in models]).mean(0)
-    return Predictions(files, probs.numpy(), errors)
+    return Predictions(files, probs.numpy(), errors, models[0].classes)

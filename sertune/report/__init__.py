@@ -14,11 +14,12 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from sertune import fsutil, leaks
+from sertune.results import with_classes
 from sertune.errors import ConfigError, SertuneError
 from sertune.report.evidence import METHODS as EVIDENCE_METHODS
 from sertune.report.evidence import evidence
 from sertune.report.evidence import markdown as evidence_markdown
-from sertune.report.classes import confusion_sums, recall_table
+from sertune.report.classes import confusion_sums, label_set, recall_table
 from sertune.report.figures import confusion_png, kde_png, kde_selection, uar_vs_natt_png
 from sertune.report.summary import BASELINE, checked, table
 from sertune.report.tables import (class_csv, class_document, class_latex, class_markdown, csv_table, latex_table,
@@ -44,8 +45,10 @@ def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: 
     if summary is None:
         df = checked(df, source or "results")
         summary = table(df)
-    classes = recall_table(df)
-    sums = confusion_sums(df, source or "results")
+    df = with_classes(df)  # a results/1-2 table's recall_<emotion> columns: RAVDESS's classes
+    labels = label_set(df, source or "results")  # rows of two corpora are refused here
+    classes = recall_table(df, labels, source or "results")
+    sums = confusion_sums(df, labels, source or "results")
     picked = confusion_selection(summary)
     trend = grid_trend(df)
     leak = leaks.banner(df)
@@ -55,7 +58,7 @@ def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: 
     stats["leaks"] = leak
     stats["methods"]["evidence"] = EVIDENCE_METHODS
     stats["trend"] = trend_document(*trend)
-    stats["per_class"] = class_document(classes, sums, picked if sums is not None else [])
+    stats["per_class"] = class_document(classes, sums, picked if sums is not None else [], labels)
     files = {
         "table.md": ((f"> **{leak}**\n\n" if leak else "")
                      + markdown_table(summary, trend, evidence_markdown(beyond, summary))).encode(),
@@ -66,10 +69,11 @@ def render_report(df: pd.DataFrame, kde_n_att: list[int] | None = None, source: 
         "uar_vs_natt.png": uar_vs_natt_png(df, summary, trend[0]),
     }
     if classes is not None:
-        files.update({"per_class.md": class_markdown(classes).encode(), "per_class.tex": class_latex(classes).encode(),
+        files.update({"per_class.md": class_markdown(classes, labels).encode(),
+                      "per_class.tex": class_latex(classes, labels).encode(),
                       "per_class.csv": class_csv(classes).encode()})
     if sums is not None:
-        files["confusion.png"] = confusion_png(sums, picked)
+        files["confusion.png"] = confusion_png(sums, picked, labels)
     return files
 
 
@@ -77,7 +81,7 @@ def class_notes(files: dict[str, bytes]) -> list[str]:
     """What a table without per-class columns leaves out, for the user."""
     notes = []
     if "per_class.md" not in files:
-        notes.append("no recall_<emotion> columns: per-class recall table skipped")
+        notes.append("no per-class recall (classes and recall columns): per-class recall table skipped")
     if "confusion.png" not in files:
         notes.append("no confusion column: confusion.png skipped")
     return notes

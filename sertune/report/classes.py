@@ -1,46 +1,73 @@
-"""Per-class results of a sweep: recall per emotion (mean and std over seeds, per N_att) and
-confusion matrices summed over seeds. Only tables that carry ``recall_<emotion>`` columns and
-a ``confusion`` column (sertune's own results) have them; others get a note instead."""
+"""Per-class results of a sweep: recall per class (mean and std over seeds, per N_att) and
+confusion matrices summed over seeds, over the rows' label set (RAVDESS's eight emotions, CREMA-D's
+six, EmoDB's seven, a manifest's own). Only tables that carry ``classes``, ``recall`` and
+``confusion`` (sertune's own results) have them; others get a note instead."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from sertune.audio.labels import EMOTIONS
+from sertune import results
 from sertune.errors import ResultsError
-from sertune.results import RECALL_COLUMNS, confusions
-
-CLASS_COLUMNS = ("model", "n_att", "n", *(f"{e}_{s}" for e in EMOTIONS for s in ("mean", "std")))
 
 
-def recall_table(df: pd.DataFrame) -> pd.DataFrame | None:
-    """One row per N_att: n, and per emotion the mean and std (ddof = 1) of recall over seeds;
+def label_set(df: pd.DataFrame, source: str = "results") -> tuple[str, ...] | None:
+    """The rows' one label set; None where they carry none (another tool's table). Rows of two
+    corpora, or of two label sets, are refused: one report never mixes corpora."""
+    if "corpus" in df.columns:
+        corpora = sorted({str(c) for c in df["corpus"] if isinstance(c, str)})
+        if len(corpora) > 1:
+            counts = ", ".join(f"{c}: {int((df['corpus'] == c).sum())} rows" for c in corpora)
+            raise ResultsError(f"{source}: rows of {len(corpora)} corpora ({counts}): one report is of one corpus")
+    if "classes" not in df.columns:
+        return None
+    found = {tuple(c) for c in results.classes(df, source) if c}
+    if len(found) > 1:
+        shown = " vs ".join("(" + ", ".join(c) + ")" for c in sorted(found))
+        raise ResultsError(f"{source}: rows of {len(found)} label sets {shown}: one report is of one corpus")
+    return found.pop() if found else None
+
+
+def class_columns(classes: tuple[str, ...]) -> list[str]:
+    return ["model", "n_att", "n", *(f"{c}_{s}" for c in classes for s in ("mean", "std"))]
+
+
+def recall_table(df: pd.DataFrame, classes: tuple[str, ...] | None, source: str = "results") -> pd.DataFrame | None:
+    """One row per N_att: n, and per class the mean and std (ddof = 1) of recall over seeds;
     None when the rows have no per-class recall. A NaN recall (class absent from a test set)
     is left out of that class's mean."""
     from sertune.report.summary import model_name
 
-    if not all(c in df.columns for c in RECALL_COLUMNS):
+    if classes is None or "recall" not in df.columns:
         return None
+    values = results.recalls(df, source)
+    if any(v is None for v in values):
+        return None
+    for i, v in enumerate(values):
+        if len(v) != len(classes):
+            raise ResultsError(f"{source}: row {df.index[i]}: recall has {len(v)} values for {len(classes)} classes")
+    recall = pd.DataFrame(np.asarray(values, dtype=float), columns=list(classes), index=df.index)
     rows = []
-    for n_att, g in df.groupby("n_att", sort=True):
+    for n_att, g in recall.groupby(df["n_att"], sort=True):
         row = {"model": model_name(n_att), "n_att": int(n_att), "n": len(g)}
-        for e, c in zip(EMOTIONS, RECALL_COLUMNS):
-            x = pd.to_numeric(g[c], errors="coerce").dropna().to_numpy(dtype=float)
-            row[f"{e}_mean"] = float(x.mean()) if len(x) else np.nan
-            row[f"{e}_std"] = float(x.std(ddof=1)) if len(x) >= 2 else np.nan
+        for c in classes:
+            x = g[c].dropna().to_numpy(dtype=float)
+            row[f"{c}_mean"] = float(x.mean()) if len(x) else np.nan
+            row[f"{c}_std"] = float(x.std(ddof=1)) if len(x) >= 2 else np.nan
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(CLASS_COLUMNS))
+    return pd.DataFrame(rows, columns=class_columns(classes))
 
 
-def confusion_sums(df: pd.DataFrame, source: str = "results") -> dict[int, np.ndarray] | None:
+def confusion_sums(df: pd.DataFrame, classes: tuple[str, ...] | None,
+                   source: str = "results") -> dict[int, np.ndarray] | None:
     """N_att -> confusion matrix (rows: true, columns: predicted) summed over seeds; None when
-    the rows have no ``confusion`` column."""
-    if "confusion" not in df.columns:
+    the rows have no ``confusion`` column or no label set."""
+    if "confusion" not in df.columns or classes is None:
         return None
-    k = len(EMOTIONS)
+    k = len(classes)
     sums: dict[int, np.ndarray] = {}
-    for i, (n_att, cells) in enumerate(zip(df["n_att"], confusions(df, source))):
+    for i, (n_att, cells) in enumerate(zip(df["n_att"], results.confusions(df, source))):
         try:
             cm = np.asarray(cells, dtype=float)
         except (TypeError, ValueError):  # ragged rows, or none

@@ -124,9 +124,19 @@ def _show(v) -> str:
     return str(v)
 
 
+def check_one_corpus(arms: list[Arm]) -> None:
+    """Arms of two corpora are two studies: a difference of their UARs is not a comparison."""
+    corpora = {arm.label: sorted(set(arm.rows["corpus"])) for arm in arms}
+    seen = sorted({c for cs in corpora.values() for c in cs})
+    if len(seen) > 1:
+        shown = ", ".join(f"{label}: {'/'.join(cs)}" for label, cs in corpora.items())
+        raise ResultsError(f"arms of {len(seen)} corpora ({shown}): compare arms of one corpus")
+
+
 def compare(arms: list[Arm]) -> pd.DataFrame:
     """One row per arm, the reference first: n, mean, std (ddof 1), and for the variants Welch's
     difference from the reference with its 95 % CI and p."""
+    check_one_corpus(arms)
     ref = arms[0]
     rows = []
     for arm in arms:

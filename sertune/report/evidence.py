@@ -9,7 +9,6 @@ import math
 
 import pandas as pd
 
-from sertune.audio.labels import EMOTIONS
 from sertune.report import components as comp
 from sertune.report import paired as pair
 from sertune.report import speakers
@@ -35,7 +34,8 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame) -> dict | None:
 def _speakers(pred: pd.DataFrame | None, a: pd.DataFrame, b: pd.DataFrame, n_att: int) -> dict | None:
     if pred is None or len(a) < 2 or len(b) < 2:
         return None
-    s = speakers.for_pair(pred, a["seed"], b["seed"], n_att, BASELINE, len(EMOTIONS), CONFIDENCE)
+    n_classes = int(max(pred["label_id"].max(), pred["pred_id"].max())) + 1  # a class never seen adds no recall
+    s = speakers.for_pair(pred, a["seed"], b["seed"], n_att, BASELINE, n_classes, CONFIDENCE)
     return {"diff": s.diff, "ci": [s.clustered_low, s.clustered_high], "ci90": [s.clustered_low90, s.clustered_high90],
             "se": s.se_clustered, "se_speakers": s.se_speakers, "se_seeds": s.se_seeds, "dominant": s.dominant,
             "seeds_resampled": "jointly (shared seeds)" if s.paired else "each arm on its own",

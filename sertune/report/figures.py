@@ -141,13 +141,12 @@ def uar_vs_natt_figure(df: pd.DataFrame, summary: pd.DataFrame, trend: Trend | N
 
 
 
-def confusion_png(sums: dict[int, np.ndarray], n_atts: list[int]) -> bytes:
-    return png_bytes(confusion_figure(sums, n_atts))
+def confusion_png(sums: dict[int, np.ndarray], n_atts: list[int], classes: tuple[str, ...]) -> bytes:
+    return png_bytes(confusion_figure(sums, n_atts, classes))
 
 
-def confusion_figure(sums: dict[int, np.ndarray], n_atts: list[int]) -> Figure:
-    """Row-normalised confusion matrices (summed over seeds) side by side, emotions on the axes."""
-    from sertune.audio.labels import EMOTIONS
+def confusion_figure(sums: dict[int, np.ndarray], n_atts: list[int], classes: tuple[str, ...]) -> Figure:
+    """Row-normalised confusion matrices (summed over seeds) side by side, the classes on the axes."""
     from sertune.report.classes import row_normalised
 
     fig = Figure(figsize=(5.2 * len(n_atts) + 0.8, 5.0), layout="constrained")
@@ -160,8 +159,8 @@ def confusion_figure(sums: dict[int, np.ndarray], n_atts: list[int]) -> Figure:
             for j in range(cm.shape[1]):
                 ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if cm[i, j] > 0.55 else "black")
-        ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(EMOTIONS)), EMOTIONS, fontsize=8)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         best = " — best mean UAR" if n != BASELINE else ""

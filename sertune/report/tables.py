@@ -259,33 +259,29 @@ def _class_cell(mean: float, std: float, pm: str) -> str:
     return f"{mean:.3f}{pm}{std:.3f}" if not math.isnan(std) else f"{mean:.3f}{pm}{NC}"
 
 
-def class_markdown(classes: pd.DataFrame) -> str:
-    from sertune.audio.labels import EMOTIONS
-
-    head = ["Model", "n", *EMOTIONS]
+def class_markdown(recall: pd.DataFrame, classes: tuple[str, ...]) -> str:
+    head = ["Model", "n", *classes]
     lines = ["| " + " | ".join(head) + " |", "|:--|" + "--:|" * (len(head) - 1)]
-    for r in classes.to_dict("records"):
-        cells = [r["model"], str(r["n"]), *(_class_cell(r[f"{e}_mean"], r[f"{e}_std"], " ± ") for e in EMOTIONS)]
+    for r in recall.to_dict("records"):
+        cells = [r["model"], str(r["n"]), *(_class_cell(r[f"{e}_mean"], r[f"{e}_std"], " ± ") for e in classes)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Test recall per emotion over seeds: mean ± std (ddof = 1). {NC}: not computable."]
+    lines += ["", f"Test recall per class over seeds: mean ± std (ddof = 1). {NC}: not computable."]
     return "\n".join(lines) + "\n"
 
 
-def class_latex(classes: pd.DataFrame) -> str:
-    from sertune.audio.labels import EMOTIONS
-
+def class_latex(recall: pd.DataFrame, classes: tuple[str, ...]) -> str:
     body = [" & ".join([r["model"], str(r["n"]), *(_class_cell(r[f"{e}_mean"], r[f"{e}_std"], " $\\pm$ ")
-                                                    for e in EMOTIONS)]) + " \\\\"
-            for r in classes.to_dict("records")]
+                                                    for e in classes)]) + " \\\\"
+            for r in recall.to_dict("records")]
     return "\n".join([
         "% sertune report; needs \\usepackage{booktabs}",
         "\\begin{table}[t]",
         "\\centering",
-        f"\\caption{{Test recall per emotion over seeds: mean $\\pm$ std (ddof = 1). {NC}: not computable.}}",
+        f"\\caption{{Test recall per class over seeds: mean $\\pm$ std (ddof = 1). {NC}: not computable.}}",
         "\\label{tab:recall-per-class}",
-        "\\begin{tabular}{l" + "r" * (1 + len(EMOTIONS)) + "}",
+        "\\begin{tabular}{l" + "r" * (1 + len(classes)) + "}",
         "\\toprule",
-        " & ".join(["Model", "$n$", *EMOTIONS]) + " \\\\",
+        " & ".join(["Model", "$n$", *classes]) + " \\\\",
         "\\midrule",
         *body,
         "\\bottomrule",
@@ -295,22 +291,21 @@ def class_latex(classes: pd.DataFrame) -> str:
     ])
 
 
-def class_csv(classes: pd.DataFrame) -> str:
-    return classes.to_csv(index=False, na_rep="")
+def class_csv(recall: pd.DataFrame) -> str:
+    return recall.to_csv(index=False, na_rep="")
 
 
-def class_document(classes: pd.DataFrame | None, confusion: dict | None, confusion_n_att: list[int]) -> dict:
+def class_document(recall: pd.DataFrame | None, confusion: dict | None, confusion_n_att: list[int],
+                   classes: tuple[str, ...] | None) -> dict:
     """The per-class part of stats.json (or why it is missing)."""
-    from sertune.audio.labels import EMOTIONS
-
-    doc: dict = {"emotions": list(EMOTIONS)}
-    if classes is None:
-        doc["note"] = "skipped: the results have no recall_<emotion> columns"
+    doc: dict = {"classes": list(classes) if classes else None}
+    if recall is None:
+        doc["note"] = "skipped: the results have no per-class recall (classes and recall columns)"
     else:
         doc["recall"] = [
             {"model": r["model"], "n_att": r["n_att"], "n": r["n"],
-             "mean": {e: r[f"{e}_mean"] for e in EMOTIONS}, "std": {e: r[f"{e}_std"] for e in EMOTIONS}}
-            for r in classes.to_dict("records")
+             "mean": {e: r[f"{e}_mean"] for e in classes}, "std": {e: r[f"{e}_std"] for e in classes}}
+            for r in recall.to_dict("records")
         ]
     if confusion is None:
         doc["confusion_note"] = "skipped: the results have no confusion column"

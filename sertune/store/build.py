@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 import soundfile
 
 from sertune import __version__, fsutil, locks
-from sertune.audio.corpus import scan
+from sertune.audio.corpus import Corpus, read_corpus
+from sertune.audio.labels import EMOTIONS
 from sertune.audio.features import MfccExtractor
 from sertune.config import FeatureConfig
 from sertune.errors import CorpusError, StoreError
@@ -43,22 +44,25 @@ def _versions() -> dict:
 def _file_hashes(paths) -> list[str]:
     """SHA-256 of each source file's bytes: reading is cheap next to decoding (the real corpus,
     52 MB of FLAC, hashes in a fraction of a second), and content, unlike names, sizes or
-    mtimes, cannot change unseen."""
-    out = []
-    for path in paths:
+    mtimes, cannot change unseen. A file that several segments cut is read once."""
+    digests = {}
+    for path in dict.fromkeys(paths):
         h = hashlib.sha256()
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
-        out.append(h.hexdigest())
-    return out
+        digests[path] = h.hexdigest()
+    return [digests[p] for p in paths]
 
 
-def _corpus_fingerprint(table: pd.DataFrame) -> str:
-    """Names and contents of the source files: a changed corpus means a different store."""
+def _corpus_fingerprint(table: pd.DataFrame, corpus: Corpus) -> str:
+    """Names and contents of the source files, and the manifest that labels them where one
+    does: a changed corpus means a different store. (A layout's names are its labels.)"""
     h = hashlib.sha256()
     for utt, digest in zip(table["utt_id"], table["sha256"]):
         h.update(f"{utt}:{digest}\n".encode())
+    if "manifest_sha256" in corpus.record:
+        h.update(f"manifest:{corpus.record['manifest_sha256']}:{','.join(corpus.classes)}\n".encode())
     return h.hexdigest()
 
 
@@ -91,7 +95,7 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
     good, errors, warnings = [], [], []
     for row in rows:
         try:
-            mfcc, sr, warning = _extractor(config).extract(row["path"])
+            mfcc, sr, warning = _extractor(config).extract(row["path"], _seconds(row.get("start")), _seconds(row.get("end")))
             good.append({**row, "mfcc": mfcc, "source_sample_rate": sr})
         except CorpusError as e:
             errors.append({"utt_id": row["utt_id"], "path": row["path"], "error": e.message})
@@ -110,6 +114,23 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
                  "n_frames": int(sum(len(r["mfcc"]) for r in good)),
                  "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "content_sha256": content_digest(table)}
     return {"shard": shard, "errors": errors, "warnings": warnings, "n": len(rows)}
+
+
+def _seconds(value) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN: pandas' None
+
+
+def source_of(row: dict, root: str) -> str:
+    """Where an utterance came from, relative to the corpus folder (a manifest's file outside
+    it: its absolute path); a segment as a W3C media fragment (`file.wav#t=12.5,15`), so the
+    store's columns stay the same for every corpus."""
+    source = os.path.relpath(row["path"], root)
+    if source.startswith(os.pardir + os.sep):
+        source = row["path"]
+    start, end = _seconds(row.get("start")), _seconds(row.get("end"))
+    if start is None and end is None:
+        return source
+    return f"{source}#t={start or 0:g}" + (f",{end:g}" if end is not None else "")
 
 
 def content_digest(table: pa.Table) -> str:
@@ -139,7 +160,7 @@ def _shard_table(rows: list[dict], root: str, n_mfcc: int) -> pa.Table:
     for r in rows:
         for name in META_COLUMNS:
             if name == "source":
-                cols[name].append(os.path.relpath(r["path"], root))
+                cols[name].append(source_of(r, root))
             elif name == "n_frames":
                 cols[name].append(len(r["mfcc"]))
             else:
@@ -165,14 +186,17 @@ class BuildPlan:
     config: FeatureConfig
     table: pd.DataFrame
     fingerprint: str
+    corpus: Corpus
 
 
-def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> BuildPlan | None:
+def plan_build(data: str, store: str, config: FeatureConfig, force: bool, layout: str = "auto",
+               labels: tuple[str, ...] | None = None, audio_root: str | None = None) -> BuildPlan | None:
     """The build to run, or None when an identical store already exists."""
-    table = scan(data)
+    corpus = read_corpus(data, layout, labels, audio_root)
+    table = corpus.table
     config.validate()
     table["sha256"] = _file_hashes(table["path"])
-    plan = BuildPlan(str(data), fsutil.normalize(store), config, table, _corpus_fingerprint(table))
+    plan = BuildPlan(str(data), fsutil.normalize(store), config, table, _corpus_fingerprint(table, corpus), corpus)
     if not fsutil.exists(plan.store):
         return plan
     if fsutil.is_dir(plan.store) and not _dir_has_entries(plan.store):
@@ -193,6 +217,8 @@ def plan_build(data: str, store: str, config: FeatureConfig, force: bool) -> Bui
     changed = [k for k in sorted(old["features"].keys() | new.keys()) if old["features"].get(k) != new.get(k)]
     if changed:
         what = "other feature parameters (" + ", ".join(f"{k} {old['features'].get(k)} → {new.get(k)}" for k in changed) + ")"
+    elif old["corpus"].get("classes", list(EMOTIONS)) != list(corpus.classes):
+        what = f"another label set ({', '.join(old['corpus'].get('classes', EMOTIONS))} → {', '.join(corpus.classes)})"
     elif old["corpus"]["fingerprint"] != plan.fingerprint:
         # Also what a store built before content fingerprints (sertune 0.1.0+c8c937a) reports.
         what = "another corpus (the names or contents of its audio files differ from --data's)"
@@ -237,7 +263,7 @@ def build_store(plan: BuildPlan, run_tasks, skip_bad: bool = False, progress=Non
         fs.create_dir(f"{staging_path}/shards", recursive=True)
         with fs.open_output_stream(f"{staging_path}/{MARKER}") as f:
             f.write(json.dumps({"sertune feature store": True, **locks.holder_info()}).encode())
-        tasks = [(int(actor), rows.to_dict("records"), plan.config, staging, plan.data)
+        tasks = [(int(actor), rows.to_dict("records"), plan.config, staging, plan.corpus.root)
                  for actor, rows in plan.table.drop(columns="sha256").groupby("actor")]
         shards, skipped, warnings = [], [], []
         for result in run_tasks(tasks):
@@ -320,6 +346,9 @@ def _manifest(plan: BuildPlan, shards: list[dict], skipped: list[dict], warnings
         "feature_dim": plan.config.n_mfcc,
         "versions": _versions(),
         "corpus": {
+            "name": plan.corpus.name,  # the layout (ravdess, crema-d, emodb) or "manifest"
+            "classes": list(plan.corpus.classes),  # the label set: `label` indexes it; the model's outputs
+            **plan.corpus.record,  # a manifest's path, SHA-256 and speaker names
             "source": str(plan.data),
             "fingerprint": plan.fingerprint,
             "n_utterances": int(len(kept)),

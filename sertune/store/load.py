@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sertune import fsutil
+from sertune.audio.labels import EMOTIONS
 from sertune.errors import StoreError
 from sertune.store.schema import META_COLUMNS, expected_schema, frames_of, read_manifest
 
@@ -72,6 +73,17 @@ class FeatureSet:
     @property
     def store_hash(self) -> str:
         return self.manifest["store_hash"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The label set, which ``labels`` index: the model's outputs, the confusion matrix's
+        rows. A store from before label sets were recorded is RAVDESS's."""
+        return tuple(self.manifest.get("corpus", {}).get("classes", EMOTIONS))
+
+    @property
+    def corpus(self) -> str:
+        """The corpus's layout (ravdess, crema-d, emodb) or "manifest"."""
+        return self.manifest.get("corpus", {}).get("name", "ravdess")
 
     @property
     def offsets(self) -> torch.Tensor:

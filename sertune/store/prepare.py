@@ -39,12 +39,13 @@ def ray_task_runner():
 
 def prepare(data: str, store: str, config: FeatureConfig, force: bool = False, skip_bad: bool = False,
             address: str | None = None, progress: bool = True, num_cpus: int | None = None,
-            num_gpus: float | None = None) -> tuple[dict | None, str]:
+            num_gpus: float | None = None, layout: str = "auto", labels: tuple[str, ...] | None = None,
+            audio_root: str | None = None) -> tuple[dict | None, str]:
     """Build the store; returns (manifest or None if it was already up to date, message).
     One `prepare` per store at a time: a second one is refused (exit 4) naming the first."""
     preflight.check_writable(fsutil.normalize(store), "--store")  # before the lock, Ray and the first shard
     with locks.hold(store, "a `sertune prepare` of this store", StoreError):
-        plan = plan_build(data, store, config, force)
+        plan = plan_build(data, store, config, force, layout, labels, audio_root)
         if plan is None:
             return None, up_to_date(store)
         with ray_runtime.connect(address, num_cpus, num_gpus), progress_meter(len(plan.table), progress) as update:
@@ -86,8 +87,9 @@ def progress_meter(total: int, show: bool, out=None) -> Iterator[Callable[[int],
 def summary(store: str, manifest: dict) -> str:
     """What `prepare` prints: counts, then one warning line per thing a researcher must know."""
     c = manifest["corpus"]
-    msg = (f"{store}: {c['n_utterances']} utterances of {c['n_actors']} actors in "
-           f"{len(manifest['shards'])} shards (store {manifest['store_hash']})")
+    msg = (f"{store}: {c['n_utterances']} utterances of {c['n_actors']} speakers in "
+           f"{len(manifest['shards'])} shards, {c['name']}, {len(c['classes'])} classes "
+           f"({', '.join(c['classes'])}) (store {manifest['store_hash']})")
     if manifest["skipped"]:
         msg += f"; skipped {len(manifest['skipped'])} bad file(s), listed in manifest.json"
     for group in c["duplicates"]:

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from sertune.audio.labels import EMOTIONS, N_CLASSES
 from sertune.config import TrainConfig
 from sertune.errors import ConfigError, TrialError
 from sertune.store.load import FeatureSet
@@ -69,9 +68,10 @@ class FoldRun:
         self.norm_stats = norm_stats  # kept for the checkpoint: a model needs its normalisation
         self.x, self.lengths, self.labels = x, fs.lengths.to(device), fs.labels.to(device)
         self.cpu_lengths = fs.lengths
+        self.n_classes = len(fs.classes)
         torch.manual_seed(seed)  # this fold's initialisation; its shuffling has a generator of its own
         self.gen = torch.Generator().manual_seed(seed)
-        self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, N_CLASSES,
+        self.model = AttentionLSTM(x.shape[2], cfg.hidden_size, cfg.num_layers, cfg.n_att, cfg.dropout, self.n_classes,
                                    context_norm=cfg.context_norm, init=cfg.init,
                                    attention_seed=attention_seed(seed)).to(device)
         self.opt = make_optimizer(cfg, self.model)
@@ -105,12 +105,12 @@ class FoldRun:
     @torch.no_grad()
     def confusion(self, idx) -> torch.Tensor:
         self.model.eval()
-        cm = torch.zeros(N_CLASSES, N_CLASSES, dtype=torch.long)
+        cm = torch.zeros(self.n_classes, self.n_classes, dtype=torch.long)
         for batch in sorted_batches(torch.as_tensor(idx), self.cpu_lengths):
             xb, lb, yb = gather(self.x, self.lengths, self.labels, batch.to(self.device))
             with self.autocast():
                 logits, _ = self.model(xb, lb)
-            cm += confusion_matrix(yb, logits.argmax(1), N_CLASSES)
+            cm += confusion_matrix(yb, logits.argmax(1), self.n_classes)
         return cm
 
     def validate(self, epoch: int) -> float:
@@ -133,7 +133,7 @@ class FoldRun:
         kept in the checkpoint so a saved model can be checked against what training saw."""
         self.model.eval()
         idx = torch.as_tensor(self.split.test)
-        out = torch.zeros(len(idx), N_CLASSES)
+        out = torch.zeros(len(idx), self.n_classes)
         for batch in sorted_batches(torch.arange(len(idx)), self.cpu_lengths[idx]):
             xb, lb, _ = gather(self.x, self.lengths, self.labels, idx[batch].to(self.device))
             with self.autocast():
@@ -198,6 +198,7 @@ class TrainResult:
     epochs: int
     recall: list[float]  # per class, from the test confusion matrix summed over folds
     confusion: list[list[int]]
+    classes: tuple[str, ...]  # the label set: the order of recall and of the confusion matrix's rows
     protocol: dict
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
@@ -206,7 +207,7 @@ class TrainResult:
     predictions: dict = field(default_factory=dict, repr=False)  # per test utterance (Training.predictions)
 
     def recall_by_emotion(self) -> dict[str, float]:
-        return dict(zip(EMOTIONS, self.recall))
+        return dict(zip(self.classes, self.recall))
 
 
 class Training:
@@ -259,7 +260,8 @@ class Training:
 
     def finish(self) -> TrainResult:
         logits = [f.test() for f in self.folds]
-        cms = [confusion_matrix(f.labels[f.split.test].cpu(), z.argmax(1), N_CLASSES) for f, z in zip(self.folds, logits)]
+        k = len(self._fs.classes)
+        cms = [confusion_matrix(f.labels[f.split.test].cpu(), z.argmax(1), k) for f, z in zip(self.folds, logits)]
         total = sum(cms)  # K folds test each utterance once: one confusion matrix over all of them
         return TrainResult(
             uar=uar(total),
@@ -269,6 +271,7 @@ class Training:
             epochs=self.epoch,
             recall=[float(r) for r in per_class_recall(total)],
             confusion=total.tolist(),
+            classes=self._fs.classes,
             protocol={"split": self.cfg.split, "folds": [s.describe() for s in self.splits], "norm": self.cfg.norm,
                       "uar": "pooled over folds" if len(cms) > 1 else "one test set"},
             history=self.history,
@@ -284,7 +287,7 @@ class Training:
         every = np.concatenate(idx)
         return {"utt_id": meta["utt_id"].to_numpy()[every].tolist(), "actor": meta["actor"].to_numpy()[every],
                 "fold": np.concatenate([np.full(len(i), k) for k, i in enumerate(idx)]),
-                "label_id": self._fs.labels.numpy()[every],
+                "label_id": self._fs.labels.numpy()[every], "classes": self._fs.classes,
                 "probs": torch.softmax(torch.cat(logits), dim=1).numpy()}
 
     def checkpoint(self, logits: list[torch.Tensor]) -> dict:
@@ -298,7 +301,8 @@ class Training:
             folds.append({"weights": f.best_state, "best_epoch": f.best_epoch, "split": f.split.describe(),
                           "norm_mean_std": f.norm_stats, "test_utt_ids": test_ids, "test_logits": test_logits})
         return {"config": self.cfg.to_dict(), "store_hash": self._fs.store_hash,
-                "features": self._fs.manifest["features"], "folds": folds}
+                "features": self._fs.manifest["features"], "classes": list(self._fs.classes),
+                "corpus": self._fs.corpus, "folds": folds}
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "history": self.history, "folds": [f.state_dict() for f in self.folds],

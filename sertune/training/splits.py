@@ -1,6 +1,7 @@
 """Who trains, who validates, who tests: speaker-independent by default.
 
-Actor groups are gender-balanced: males and females are dealt into groups separately.
+Actor groups are gender-balanced: males and females are dealt into groups separately (where a
+corpus does not give every speaker's gender, speakers are dealt as one stratum).
 On RAVDESS (odd actors male) the default split is test = 21-24, validation = 17-20,
 train = 1-16; `--folds K` rotates K such groups through the test and validation roles;
 `--actor-folds` gives the folds actor by actor (the authors' five are a preset). With
@@ -36,18 +37,25 @@ class Split:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def _by_gender(meta: pd.DataFrame) -> tuple[list[int], list[int]]:
+def _strata(meta: pd.DataFrame) -> list[list[int]]:
+    """The actors to deal separately: males and females where every actor's gender is known,
+    else all actors as one (a manifest without genders; CREMA-D without VideoDemographics.csv)."""
     actors = meta.drop_duplicates("actor").sort_values("actor")
-    return (actors[actors.gender == "male"].actor.tolist(), actors[actors.gender == "female"].actor.tolist())
+    if set(actors.gender) <= {"male", "female"}:
+        return [s for s in (actors[actors.gender == g].actor.tolist() for g in ("male", "female")) if s]
+    return [actors.actor.tolist()]
+
+
+def _have(strata: list[list[int]]) -> str:
+    return f"{len(strata[0])} male, {len(strata[1])} female" if len(strata) == 2 else f"{len(strata[0])} of unknown or one gender"
 
 
 def actor_groups(meta: pd.DataFrame, k: int) -> list[list[int]]:
-    """k gender-balanced groups of consecutive actors."""
-    males, females = _by_gender(meta)
-    if min(len(males), len(females)) < k:
-        raise ConfigError(f"{k} gender-balanced actor groups need >= {k} actors of each gender "
-                          f"(have {len(males)} male, {len(females)} female)")
-    return [sorted(m.tolist() + f.tolist()) for m, f in zip(np.array_split(males, k), np.array_split(females, k))]
+    """k groups of consecutive actors, gender-balanced where genders are known."""
+    strata = _strata(meta)
+    if min(map(len, strata)) < k:
+        raise ConfigError(f"{k} gender-balanced actor groups need >= {k} actors of each gender ({_have(strata)})")
+    return [sorted(a for part in parts for a in part.tolist()) for parts in zip(*(np.array_split(s, k) for s in strata))]
 
 
 def _from_actors(meta: pd.DataFrame, train, val, test, fold=None) -> Split:
@@ -57,10 +65,10 @@ def _from_actors(meta: pd.DataFrame, train, val, test, fold=None) -> Split:
 
 def speaker_split(meta: pd.DataFrame, groups: int = 6) -> Split:
     """Last group tests, the one before validates, the rest trains."""
-    males, females = _by_gender(meta)
-    g = actor_groups(meta, min(groups, len(males), len(females)))
+    strata = _strata(meta)
+    g = actor_groups(meta, min(groups, *map(len, strata)))
     if len(g) < 3:
-        raise ConfigError("a speaker-independent split needs at least 3 actors of each gender")
+        raise ConfigError(f"a speaker-independent split needs at least 3 actors of each gender ({_have(strata)})")
     return _from_actors(meta, sum(g[:-2], []), g[-2], g[-1])
 
 

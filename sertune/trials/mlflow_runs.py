@@ -178,7 +178,7 @@ class MlflowTrials(LoggerCallback):
         if "row" in result:  # a sweep trial's results row: its final test figures
             row = json.loads(result["row"])
             final = {"test_uar": row["uar"], "best_epoch": row["best_epoch"],
-                     **{k: v for k, v in row.items() if k.startswith("recall_")}}
+                     **{f"recall_{c}": v for c, v in zip(row["classes"], row["recall"])}}
             metrics = [Metric(k, float(v), now, int(row["epochs"])) for k, v in final.items()]
             self.client.log_dict(self._runs[trial], {"confusion": _confusion(row["confusion"]),
                                                      "rows": "true class", "columns": "predicted class"},
