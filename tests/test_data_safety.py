@@ -96,6 +96,7 @@ def test_two_processes_appending_keep_every_row(tmp_path):
         from sertune import results
         row = {c: 0.5 for c in results.RESULT_COLUMNS}
         row.update(confusion="[]", fold_uar="[]", config="{}", protocol="{}", store_hash="h", features="{}", code_version="v", node="n",
+                   corpus="ravdess", classes="[]", recall="[]",
                    finished_at="2026-01-01T00:00:00+00:00", best_epoch=1, epochs=1)
         for seed in range(40):
             results.append_rows(sys.argv[1], [{**row, "n_att": int(sys.argv[2]), "seed": seed}])
