@@ -255,3 +255,31 @@ def test_speakers_without_genders_are_dealt_as_one_stratum():
     assert [f.test_actors for f in folds] == [(1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12)]
     gendered = meta.assign(gender=np.where(meta.actor % 2, "male", "female"))
     assert make_splits(gendered, "speaker")[0].test_actors == (11, 12)  # one of each
+
+
+def test_a_manifest_fold_column_is_speaker_folds_training_can_use(synth_corpus, tmp_path, ray_local):
+    """A fold column (each speaker in one fold) becomes the store's speaker folds; `--actor-folds
+    STORE` trains on them and every result records them; a speaker in two folds is refused."""
+    rows = []
+    for f in sorted(synth_corpus.glob("Actor_*/*.wav")):
+        emotion, actor = RAVDESS_NAME.match(f.stem).groups()
+        rows.append({"wav": str(f), "emotion": EMOTIONS[int(emotion) - 1], "speaker": f"spk{actor}",
+                     "fold": f"f{(int(actor) - 1) // 2}"})  # speakers 1-2, 3-4, 5-6
+    m = tmp_path / "folds.csv"
+    pd.DataFrame(rows).to_csv(m, index=False)
+    store = tmp_path / "store"
+    r = run("prepare", "--data", m, "--store", store)
+    assert r.exit_code == 0 and f"3 speaker folds from the manifest's fold column" in r.output, r.output
+    r = run("train", "--store", store, "--actor-folds", store, "--out", tmp_path / "run", "--epochs", 1)
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    folds = result["protocol"]["folds"]
+    assert [f["test_actors"] for f in folds] == [[1, 2], [3, 4], [5, 6]]  # spk01.. numbered 1..6 in sorted order
+    assert [f["val_actors"] for f in folds] == [[3, 4], [5, 6], [1, 2]]
+    assert result["config"]["actor_folds"] == "1,2/3,4;3,4/5,6;5,6/1,2"
+    rows[0]["fold"] = "f2"  # speaker 1 now in two folds
+    pd.DataFrame(rows).to_csv(m, index=False)
+    r = run("prepare", "--data", m, "--store", tmp_path / "store2")
+    assert r.exit_code == 3 and "speaker 1 is in folds f2 and f0" in r.output
+    r = run("train", "--store", synth_corpus, "--actor-folds", tmp_path / "nowhere", "--out", tmp_path / "r2")
+    assert r.exit_code == 2 and "not a preset" in r.output

@@ -7,6 +7,9 @@ Fields (the first name found of each; paths relative to the manifest's folder, o
   id           utt_id | id | key                              (default: the file name's stem)
   gender       gender | sex                                   (default: unknown)
   start, end   seconds into the file: a segment of a longer recording (default: all of it)
+  fold         fold | split: the fold whose test set holds the utterance; speaker-independent
+               (each speaker in one fold), at least 3 folds: the store records them as speaker
+               folds (fold i validates on fold i + 1's speakers), `--actor-folds STORE` uses them
 
 EmoBox's manifests (github.com/emo-box/EmoBox, data/<dataset>/*.jsonl: key, dataset, wav, type,
 sample_rate, num_frame, task, length, emo, channel) carry no speaker: it is derived as EmoBox's
@@ -37,6 +40,7 @@ FIELDS = {
     "gender": ("gender", "sex"),
     "start": ("start",),
     "end": ("end",),
+    "fold": ("fold", "split"),
 }
 MAX_SPEAKER_ID = 32767  # the store's actor column is int16
 
@@ -117,7 +121,7 @@ def _row(record: dict, where: str, root: Path) -> dict:
     stem = path.stem if start is None and end is None else f"{path.stem}_{start or 0:g}-{'end' if end is None else f'{end:g}'}"
     return {"utt_id": str(_field(record, "utt_id") or stem), "path": str(path.absolute()), "speaker": str(speaker),
             "gender": _gender(gender), "emotion": str(label), "intensity": None, "statement": None,
-            "repetition": None, "start": start, "end": end}
+            "repetition": None, "start": start, "end": end, "fold": _field(record, "fold")}
 
 
 def _seconds(value, name: str, where: str) -> float | None:
@@ -146,6 +150,32 @@ def speaker_ids(names: list[str]) -> tuple[list[int], dict[int, str]]:
     return [numbering[n] for n in names], {i: name for name, i in numbering.items()}
 
 
+def _natural(value: str):
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def speaker_folds(path: Path, folds: list, speakers: list[int], line: int) -> str | None:
+    """A fold column as speaker folds (the spec `--actor-folds` takes), or None without one. A
+    speaker in two folds would be trained and tested on: refused, as is a column with gaps."""
+    if all(f is None for f in folds):
+        return None
+    missing = next((i for i, f in enumerate(folds) if f is None), None)
+    if missing is not None:
+        raise CorpusError(f"{path}: line {missing + 1 + line}: no fold, while other rows have one")
+    of: dict[int, str] = {}
+    for speaker, fold in zip(speakers, map(str, folds)):
+        if of.setdefault(speaker, fold) != fold:
+            raise CorpusError(f"{path}: speaker {speaker} is in folds {of[speaker]} and {fold}: the fold column must "
+                              "keep each speaker in one fold (speaker-independent)")
+    names = sorted(set(of.values()), key=_natural)
+    if len(names) < 3:
+        raise CorpusError(f"{path}: {len(names)} fold(s) in the fold column; speaker folds need at least 3 "
+                          "(each fold validates on the next one's speakers, the rest train)")
+    from sertune.training.folds import next_fold_validates
+
+    return next_fold_validates([sorted(s for s, f in of.items() if f == name) for name in names])
+
+
 def read(path: Path, labels: tuple[str, ...] | None = None, audio_root: str | None = None) -> Corpus:
     """The corpus a manifest describes."""
     root = Path(audio_root).expanduser() if audio_root else path.parent
@@ -161,6 +191,7 @@ def read(path: Path, labels: tuple[str, ...] | None = None, audio_root: str | No
         raise CorpusError(f"{path}: label {unknown[0]['emotion']!r} ({unknown[0]['utt_id']}) is not in --labels "
                           f"({', '.join(classes)})")
     ids, names = speaker_ids([r.pop("speaker") for r in rows])
+    folds = speaker_folds(path, [r.pop("fold") for r in rows], ids, line)
     seen: dict[str, int] = {}
     for i, (row, actor) in enumerate(zip(rows, ids)):
         row["actor"] = actor
@@ -168,5 +199,5 @@ def read(path: Path, labels: tuple[str, ...] | None = None, audio_root: str | No
             raise CorpusError(f"{path}: utterance id {row['utt_id']} twice (rows {seen[row['utt_id']] + 1} and {i + 1})")
         seen[row["utt_id"]] = i
     record = {"manifest": str(path), "manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-              "speakers": {str(k): v for k, v in names.items()}}
+              "speakers": {str(k): v for k, v in names.items()}, **({"folds": folds} if folds else {})}
     return Corpus("manifest", tuple(classes), table(rows, tuple(classes)), str(root), record)

@@ -28,7 +28,8 @@ TRAIN_OPTIONS = [
     ("--init", click.Choice(["default", "xavier"]), "xavier: Xavier-normal input, orthogonal recurrent weights, forget bias 1 (the authors')"),
     ("--split", click.Choice(["speaker", "random"]), "protocol: speaker-independent or stratified random"),
     ("--folds", click.IntRange(min=0), "K-fold cross-validation (K >= 3; actor groups, or stratified utterances with --split random); 0: one split"),
-    ("--actor-folds", str, "fixed actor folds: a preset (authors-5fold, emobox-ravdess), a .yaml/.json file, or 'test/val;test/val;...'"),
+    ("--actor-folds", str, "fixed actor folds: a preset (authors-5fold, emobox-ravdess), a .yaml/.json file, "
+                           "'test/val;test/val;...', or a store whose corpus manifest had a fold column"),
     ("--split-seed", click.IntRange(min=0), "seed of the random split"),
     ("--norm", click.Choice(NORMS), "feature normalisation: global (training speakers' mean/std), utterance (per-utterance CMVN), corpus (every speaker's, test included: the authors' leak, to measure it)"),
     ("--precision", click.Choice(["fp32", "bf16"]), "bf16 autocast: about 2x faster on CPUs with AVX512-BF16 and on GPUs"),

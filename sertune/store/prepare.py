@@ -90,6 +90,9 @@ def summary(store: str, manifest: dict) -> str:
     msg = (f"{store}: {c['n_utterances']} utterances of {c['n_actors']} speakers in "
            f"{len(manifest['shards'])} shards, {c['name']}, {len(c['classes'])} classes "
            f"({', '.join(c['classes'])}) (store {manifest['store_hash']})")
+    if c.get("folds"):
+        msg += (f"\n{c['folds'].count(';') + 1} speaker folds from the manifest's fold column "
+                f"(fold i validates on fold i + 1's speakers): train on them with --actor-folds {store}")
     if manifest["skipped"]:
         msg += f"; skipped {len(manifest['skipped'])} bad file(s), listed in manifest.json"
     for group in c["duplicates"]:

@@ -1,4 +1,5 @@
-"""Fixed actor folds: named presets (the authors' five, EmoBox's six for RAVDESS), or folds from a file.
+"""Fixed actor folds: named presets (the authors' five, EmoBox's six for RAVDESS), folds from a
+file, or the folds a store recorded from its corpus manifest's fold column.
 
 A fold names its test actors and its validation actors; every other actor trains. The folds
 are kept in the training configuration as a compact spec, ``"test/val;test/val;..."`` with
@@ -8,6 +9,7 @@ comma-separated actor numbers, so that every result records exactly which folds 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from sertune.errors import ConfigError
@@ -60,17 +62,36 @@ PRESETS = {
 }
 
 
+SPEC = re.compile(r"^[\d,;/\s]+$")
+
+
 def resolve(value: str) -> str:
-    """A preset name, a YAML/JSON file (a list of {test: [...], val: [...]}) or a spec -> the spec."""
+    """A preset name, a YAML/JSON file (a list of {test: [...], val: [...]}), a spec, or a store
+    whose corpus manifest had a fold column -> the spec (what every result records)."""
     if value in PRESETS:
         return PRESETS[value]
     path = Path(value)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         return to_spec(_read_file(path))
-    if "/" not in value:
-        raise ConfigError(f"actor folds {value!r}: not a preset ({', '.join(PRESETS)}), a .yaml/.json file "
-                          "or a spec 'test/val;test/val;...'")
-    return to_spec(parse(value))
+    if SPEC.match(value) and "/" in value:
+        return to_spec(parse(value))
+    return to_spec(parse(_store_folds(value)))
+
+
+def _store_folds(location: str) -> str:
+    from sertune.errors import StoreError
+    from sertune.store.schema import read_manifest
+
+    try:
+        manifest = read_manifest(location)
+    except StoreError:
+        raise ConfigError(f"actor folds {location!r}: not a preset ({', '.join(PRESETS)}), a .yaml/.json file, "
+                          "a spec 'test/val;test/val;...' or a feature store") from None
+    folds = manifest["corpus"].get("folds")
+    if not folds:
+        raise ConfigError(f"actor folds {location}: this store records no folds (its corpus was not read from a "
+                          "manifest with a fold column)")
+    return folds
 
 
 def _read_file(path: Path) -> list[Fold]:
