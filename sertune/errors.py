@@ -10,9 +10,16 @@ class SertuneError(click.ClickException):
 
 
 class CorpusError(SertuneError):
-    """Missing, corrupt or misnamed audio; an empty or non-RAVDESS folder."""
+    """Missing, corrupt or misnamed audio; a folder in no known layout; a bad manifest."""
 
     exit_code = 3
+
+    @classmethod
+    def check(cls, where, checks: list[tuple[bool, str]]) -> None:
+        """Raise for the first (ok, problem) that is not ok: one line naming ``where``."""
+        for ok, problem in checks:
+            if not ok:
+                raise cls(f"{where}: {problem}")
 
 
 class StoreError(SertuneError):

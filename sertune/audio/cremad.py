@@ -36,9 +36,7 @@ def parse_name(path: Path) -> dict:
         (emotion in EMOTION_CODES, f"unknown emotion code {emotion} ({', '.join(EMOTION_CODES)})"),
         (level in LEVELS, f"unknown level code {level} ({', '.join(LEVELS)})"),
     ]
-    for ok, problem in checks:
-        if not ok:
-            raise CorpusError(f"{path}: {problem}")
+    CorpusError.check(path, checks)
     return {"utt_id": path.stem, "actor": int(actor), "gender": "unknown", "emotion": EMOTION_CODES[emotion],
             "intensity": LEVELS[level], "statement": SENTENCES.index(sentence) + 1, "repetition": 1}
 

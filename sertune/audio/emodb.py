@@ -35,9 +35,7 @@ def parse_name(path: Path) -> dict:
         (text in TEXTS, f"unknown text code {text} ({', '.join(TEXTS)})"),
         (emotion in EMOTION_CODES, f"unknown emotion letter {emotion} ({', '.join(EMOTION_CODES)})"),
     ]
-    for ok, problem in checks:
-        if not ok:
-            raise CorpusError(f"{path}: {problem}")
+    CorpusError.check(path, checks)
     return {"utt_id": path.stem, "actor": int(speaker), "gender": SPEAKERS[int(speaker)][0],
             "emotion": EMOTION_CODES[emotion], "intensity": None, "statement": TEXTS.index(text) + 1,
             "repetition": ord(version) - ord("a") + 1}

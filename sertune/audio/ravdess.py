@@ -34,9 +34,7 @@ def parse_name(path: Path) -> dict:
         (repetition in ("01", "02"), f"unknown repetition code {repetition} (01-02)"),
         (1 <= int(actor) <= 99, f"actor code {actor} out of range"),
     ]
-    for ok, problem in checks:
-        if not ok:
-            raise CorpusError(f"{path}: {problem}")
+    CorpusError.check(path, checks)
     return {
         "utt_id": path.stem,
         "actor": int(actor),
