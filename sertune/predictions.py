@@ -121,7 +121,7 @@ def read_predictions(location: str) -> pd.DataFrame:
     return df
 
 
-def confusion(df: pd.DataFrame, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+def confusion(df: pd.DataFrame, n_classes: int) -> np.ndarray:
     """The confusion matrix (rows true, columns predicted) of one run's predictions."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (df["label_id"].to_numpy(int), df["pred_id"].to_numpy(int)), 1)

@@ -201,7 +201,8 @@ def _manifest(tmp_path: Path, text: str, name: str = "m.csv") -> Path:
     ("path,label\na.wav,joy\n", r"m\.csv: line 2: no speaker \(speaker/spk/speaker_id/actor\)"),
     ("path,label,speaker\na.wav,joy,s1\nc.wav,joy,s2\n", r"m\.csv: line 3: audio file .*c\.wav not found"),
     ("path,speaker\na.wav,s1\n", r"m\.csv: line 2: no a label \(label/emotion/emo\)"),
-    ("path,label,speaker,id\na.wav,joy,s1,u\nb.wav,calm,s2,u\n", r"m\.csv: utterance id u twice \(rows 1 and 2\)"),
+    ("path,label,speaker,id\na.wav,joy,s1,u\n\nb.wav,calm,s2,u\n", r"m\.csv: utterance id u twice \(lines 2 and 4\)"),
+    ("path,label,speaker\na.wav,joy,s1\n\nc.wav,joy,s2\n", r"m\.csv: line 4: audio file .*c\.wav not found"),  # blank lines count
     ("path,label,speaker,start,end\na.wav,joy,s1,2,1\n", r"m\.csv: line 2: end 1\.0 is not after start 2\.0"),
     ("path,label,speaker\na.wav,anger,s1\n", r"m\.csv: label 'anger' \(a\) is not in --labels \(joy, calm\)"),
 ])
@@ -210,6 +211,30 @@ def test_a_bad_manifest_is_one_line_naming_file_and_line(tmp_path, text, problem
     r = run("prepare", "--data", m, "--store", tmp_path / "store", "--labels", "joy,calm")
     assert r.exit_code == 3 and re.search(problem, r.output) and len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "store").exists()
+
+
+def test_manifest_details_a_spreadsheet_brings(tmp_path):
+    """A byte-order mark, padded cells, and speakers "01" and "1" (two names, not one number)."""
+    _touch(tmp_path, "a.wav", "b.wav", "c.wav")
+    m = tmp_path / "m.csv"
+    m.write_text("\ufeffPath, Label ,Speaker\na.wav, joy ,01\nb.wav,calm,1\nc.wav,joy,01\n", encoding="utf-8")
+    c = read_corpus(m)
+    assert c.classes == ("calm", "joy") and c.table.sort_values("utt_id")["actor"].tolist() == [1, 2, 1]
+    assert c.record["speakers"] == {"1": "01", "2": "1"}
+    lines = "\n".join(json.dumps({"wav": "a.wav", "emo": "x", "speaker": 3, "fold": f}) for f in ("train", "test"))
+    (tmp_path / "split.jsonl").write_text(json.dumps({"wav": "a.wav", "emo": "x", "speaker": 3, "split": "train"}))
+    assert "folds" not in read_corpus(tmp_path / "split.jsonl").record  # a split column is no fold column
+    (tmp_path / "f.jsonl").write_text(lines)
+    with pytest.raises(CorpusError, match="speaker 3 is in folds train and test"):
+        read_corpus(tmp_path / "f.jsonl")
+
+
+def test_segments_of_one_file_are_not_duplicates_but_the_same_stretch_is():
+    from sertune.store.build import duplicate_groups
+
+    t = pd.DataFrame({"utt_id": ["a_0-5", "a_5-9", "b", "b2"], "sha256": ["x", "x", "y", "y"],
+                      "start": [0.0, 5.0, None, None], "end": [5.0, 9.0, None, None]})
+    assert duplicate_groups(t) == [["b", "b2"]]
 
 
 def test_options_that_would_be_ignored_are_refused(tmp_path):

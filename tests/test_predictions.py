@@ -34,12 +34,12 @@ def test_train_writes_out_of_fold_predictions_that_agree_with_its_result(train_r
     assert len(df) == len(fs) and set(df.utt_id) == set(fs.meta.utt_id)  # each utterance once over the folds
     assert set(df.n_att) == {2} and set(df.seed) == {4}
     value = lambda col: row[col] if not isinstance(row[col], str) else json.loads(row[col])  # noqa: E731
-    assert predictions.confusion(df).tolist() == value("confusion")
+    assert predictions.confusion(df, 8).tolist() == value("confusion")
     protocol, fold_uar = value("protocol"), value("fold_uar")
     for k, fold in enumerate(protocol["folds"]):
         part = df[df.fold == k]
         assert sorted(set(part.actor)) == fold["test_actors"]
-        cm = predictions.confusion(part)
+        cm = predictions.confusion(part, 8)
         recall = np.diag(cm) / cm.sum(1)
         assert np.nanmean(recall) == pytest.approx(fold_uar[k], abs=1e-12)
     truth = dict(zip(fs.meta.utt_id, fs.meta.label))

@@ -7,7 +7,7 @@ Fields (the first name found of each; paths relative to the manifest's folder, o
   id           utt_id | id | key                              (default: the file name's stem)
   gender       gender | sex                                   (default: unknown)
   start, end   seconds into the file: a segment of a longer recording (default: all of it)
-  fold         fold | split: the fold whose test set holds the utterance; speaker-independent
+  fold         fold: the fold whose test set holds the utterance; speaker-independent
                (each speaker in one fold), at least 3 folds: the store records them as speaker
                folds (fold i validates on fold i + 1's speakers), `--actor-folds STORE` uses them
 
@@ -20,12 +20,11 @@ sorted; never from RAVDESS.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 from pathlib import Path
-
-import pandas as pd
 
 from sertune.audio import emodb
 from sertune.audio.corpus import Corpus, table
@@ -40,9 +39,10 @@ FIELDS = {
     "gender": ("gender", "sex"),
     "start": ("start",),
     "end": ("end",),
-    "fold": ("fold", "split"),
+    "fold": ("fold",),  # not "split": a train/val/test column is one partition, not speaker folds
 }
 MAX_SPEAKER_ID = 32767  # the store's actor column is int16
+MAX_CLASSES = 127  # the store's label column is int8
 
 
 def _ravdess_speaker(stem: str) -> tuple[str, str]:
@@ -72,25 +72,37 @@ def read_labels(value: str) -> tuple[str, ...]:
     return names
 
 
-def _records(path: Path) -> list[dict]:
-    """The manifest's rows as dicts, with one-line errors naming the file and line."""
+def _records(path: Path) -> list[tuple[int, dict]]:
+    """The manifest's rows as (line number, dict), keys lower-case and values stripped, with
+    one-line errors naming the file and line."""
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise CorpusError(f"{path}: a manifest is .csv or .jsonl (JSON Lines), not {suffix or 'a file without suffix'}")
     try:
-        if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-            return [{k.strip().lower(): v for k, v in r.items()} for r in df.to_dict("records")]
-        if suffix in (".jsonl", ".ndjson"):
-            records = []
-            for i, line in enumerate(path.read_text().splitlines(), start=1):
-                if line.strip():
-                    try:
-                        records.append({k.lower(): v for k, v in json.loads(line).items()})
-                    except (ValueError, AttributeError) as e:
-                        raise CorpusError(f"{path}: line {i}: not a JSON object ({e})") from None
-            return records
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's byte-order mark
+            return _csv(f) if suffix == ".csv" else _jsonl(f, path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise CorpusError(f"{path}: cannot read the manifest ({str(e).splitlines()[0]})") from None
-    raise CorpusError(f"{path}: a manifest is .csv or .jsonl (JSON Lines), not {suffix or 'a file without suffix'}")
+
+
+def _clean(record: dict) -> dict:
+    return {str(k).strip().lower(): v.strip() if isinstance(v, str) else v for k, v in record.items()}
+
+
+def _csv(f) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(f)
+    return [(reader.line_num, _clean(r)) for r in reader if any((v or "").strip() for v in r.values())]
+
+
+def _jsonl(f, path: Path) -> list[tuple[int, dict]]:
+    records = []
+    for i, line in enumerate(f, start=1):
+        if line.strip():
+            try:
+                records.append((i, _clean(json.loads(line))))
+            except (ValueError, AttributeError) as e:
+                raise CorpusError(f"{path}: line {i}: not a JSON object ({e})") from None
+    return records
 
 
 def _field(record: dict, name: str):
@@ -143,8 +155,11 @@ def _gender(value) -> str:
 
 def speaker_ids(names: list[str]) -> tuple[list[int], dict[int, str]]:
     """Speakers as the store's integer actor ids: numbers stay themselves (RAVDESS's 1-24,
-    CREMA-D's 1001-1091); other names are numbered 1..K in sorted order, and the map is recorded."""
-    if all(n.isdigit() and int(n) <= MAX_SPEAKER_ID for n in names):
+    CREMA-D's 1001-1091); other names are numbered 1..K in sorted order, and the map is recorded.
+    Names that are one number written two ways ("01", "1") are names: merging them would put
+    two speakers' utterances on both sides of a speaker-independent split."""
+    unique = set(names)
+    if all(n.isdigit() and int(n) <= MAX_SPEAKER_ID for n in unique) and len({int(n) for n in unique}) == len(unique):
         return [int(n) for n in names], {}
     numbering = {name: i for i, name in enumerate(sorted(set(names)), start=1)}
     return [numbering[n] for n in names], {i: name for name, i in numbering.items()}
@@ -154,14 +169,14 @@ def _natural(value: str):
     return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
-def speaker_folds(path: Path, folds: list, speakers: list[int], line: int) -> str | None:
+def speaker_folds(path: Path, folds: list, speakers: list[int], lines: list[int]) -> str | None:
     """A fold column as speaker folds (the spec `--actor-folds` takes), or None without one. A
     speaker in two folds would be trained and tested on: refused, as is a column with gaps."""
     if all(f is None for f in folds):
         return None
     missing = next((i for i, f in enumerate(folds) if f is None), None)
     if missing is not None:
-        raise CorpusError(f"{path}: line {missing + 1 + line}: no fold, while other rows have one")
+        raise CorpusError(f"{path}: line {lines[missing]}: no fold, while other rows have one")
     of: dict[int, str] = {}
     for speaker, fold in zip(speakers, map(str, folds)):
         if of.setdefault(speaker, fold) != fold:
@@ -182,21 +197,23 @@ def read(path: Path, labels: tuple[str, ...] | None = None, audio_root: str | No
     records = _records(path)
     if not records:
         raise CorpusError(f"{path}: the manifest lists no utterance")
-    line = 1 if path.suffix.lower() == ".csv" else 0  # a CSV's first data row is line 2
-    rows = [_row(r, f"{path}: line {i + 1 + line}", root) for i, r in enumerate(records)]
+    lines = [i for i, _ in records]
+    rows = [_row(r, f"{path}: line {i}", root) for i, r in records]
     found = sorted({r["emotion"] for r in rows})
     classes = labels or tuple(found)
+    if len(classes) > MAX_CLASSES:
+        raise CorpusError(f"{path}: {len(classes)} classes; the store holds at most {MAX_CLASSES}")
     unknown = [r for r in rows if r["emotion"] not in classes]
     if unknown:
         raise CorpusError(f"{path}: label {unknown[0]['emotion']!r} ({unknown[0]['utt_id']}) is not in --labels "
                           f"({', '.join(classes)})")
     ids, names = speaker_ids([r.pop("speaker") for r in rows])
-    folds = speaker_folds(path, [r.pop("fold") for r in rows], ids, line)
+    folds = speaker_folds(path, [r.pop("fold") for r in rows], ids, lines)
     seen: dict[str, int] = {}
     for i, (row, actor) in enumerate(zip(rows, ids)):
         row["actor"] = actor
         if row["utt_id"] in seen:
-            raise CorpusError(f"{path}: utterance id {row['utt_id']} twice (rows {seen[row['utt_id']] + 1} and {i + 1})")
+            raise CorpusError(f"{path}: utterance id {row['utt_id']} twice (lines {lines[seen[row['utt_id']]]} and {lines[i]})")
         seen[row["utt_id"]] = i
     record = {"manifest": str(path), "manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
               "speakers": {str(k): v for k, v in names.items()}, **({"folds": folds} if folds else {})}

@@ -137,16 +137,18 @@ def resolve_models(model: str, n_att: int | None = None, seeds: tuple[int, ...] 
 
 
 def check_store(models: list[FoldModel], store: str | None) -> str | None:
-    """The store the models name (or ``store``), checked: feature parameters must match.
+    """The store the models name (or ``store``), checked: feature parameters and label set must match.
 
     Returns the store location when it can be read, None when it is gone (the record's own
     feature parameters then suffice for new audio)."""
     from sertune.store.schema import read_manifest
 
-    features = models[0].record["features"]
+    features, classes = models[0].record["features"], models[0].classes
     for m in models[1:]:
         if m.record["features"] != features:
             raise ConfigError(f"{m.name}: other feature parameters than {models[0].name}; cannot combine them")
+        if m.classes != classes:
+            raise ConfigError(f"{m.name}: other classes than {models[0].name}; cannot combine them")
     location = fsutil.normalize(store) if store else models[0].record["store"]
     try:
         manifest = read_manifest(location)
@@ -157,5 +159,9 @@ def check_store(models: list[FoldModel], store: str | None) -> str | None:
     if manifest["features"] != features:
         diff = sorted(k for k in features if manifest["features"].get(k) != features[k])
         raise StoreError(f"{location}: its feature parameters differ from the model's ({', '.join(diff)}); "
+                         "this model cannot be used with this store")
+    stored = tuple(manifest.get("corpus", {}).get("classes", EMOTIONS))
+    if stored != classes:
+        raise StoreError(f"{location}: its classes ({', '.join(stored)}) are not the model's ({', '.join(classes)}); "
                          "this model cannot be used with this store")
     return location

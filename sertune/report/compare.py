@@ -125,12 +125,14 @@ def _show(v) -> str:
 
 
 def check_one_corpus(arms: list[Arm]) -> None:
-    """Arms of two corpora are two studies: a difference of their UARs is not a comparison."""
-    corpora = {arm.label: sorted(set(arm.rows["corpus"])) for arm in arms}
+    """Arms of two corpora (or two label sets: two manifests are both "manifest") are two
+    studies: a difference of their UARs is not a comparison."""
+    corpora = {arm.label: sorted({f"{c} ({', '.join(k)})" for c, k in zip(arm.rows["corpus"], results.classes(arm.rows))})
+               for arm in arms}
     seen = sorted({c for cs in corpora.values() for c in cs})
     if len(seen) > 1:
-        shown = ", ".join(f"{label}: {'/'.join(cs)}" for label, cs in corpora.items())
-        raise ResultsError(f"arms of {len(seen)} corpora ({shown}): compare arms of one corpus")
+        shown = "; ".join(f"{label}: {' / '.join(cs)}" for label, cs in corpora.items())
+        raise ResultsError(f"arms of {len(seen)} corpora or label sets ({shown}): compare arms of one corpus")
 
 
 def compare(arms: list[Arm]) -> pd.DataFrame:

@@ -67,9 +67,10 @@ def _corpus_fingerprint(table: pd.DataFrame, corpus: Corpus) -> str:
 
 
 def duplicate_groups(table: pd.DataFrame) -> list[list[str]]:
-    """Utterances whose files are byte-identical: under a random split one copy in training and
-    the other in test would be a leak."""
-    groups = table.groupby("sha256")["utt_id"].agg(sorted)
+    """Utterances whose audio is byte-identical (the same stretch of byte-identical files):
+    under a random split one copy in training and the other in test would be a leak."""
+    stretch = [f"{h}#{s_}-{e}" for h, s_, e in zip(table["sha256"], *(table.get(c, [None] * len(table)) for c in ("start", "end")))]
+    groups = table.groupby(pd.Series(stretch, index=table.index))["utt_id"].agg(sorted)
     return sorted(g for g in groups if len(g) > 1)
 
 

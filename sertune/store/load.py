@@ -16,7 +16,7 @@ import torch
 from sertune import fsutil
 from sertune.audio.labels import EMOTIONS
 from sertune.errors import StoreError
-from sertune.store.schema import META_COLUMNS, expected_schema, frames_of, read_manifest
+from sertune.store.schema import META_COLUMNS, SCHEMA_KEY, expected_schema, frames_of, read_manifest
 
 
 def verify_store(store: str) -> dict:
@@ -47,7 +47,8 @@ def _read_shard(store: str, shard: dict, manifest: dict) -> pa.Table:
         table = pq.read_table(pa.BufferReader(_shard_bytes(store, shard)))
     except (OSError, pa.ArrowInvalid) as e:
         raise StoreError(f"{location}: cannot read shard ({str(e).splitlines()[0]})") from None
-    if not table.schema.equals(expected_schema(manifest)):
+    expected = expected_schema(manifest)
+    if not table.schema.equals(expected) or (table.schema.metadata or {}).get(SCHEMA_KEY) != (expected.metadata or {}).get(SCHEMA_KEY):
         raise StoreError(f"{location}: shard schema differs from its manifest's (store v{manifest['schema_version']}); "
                          "rebuild with `sertune prepare --force`")
     if not np.isfinite(frames_of(table.column("mfcc"), manifest["feature_dim"])).all():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import time
 
 from ray.tune.logger import LoggerCallback
@@ -178,7 +179,7 @@ class MlflowTrials(LoggerCallback):
         if "row" in result:  # a sweep trial's results row: its final test figures
             row = json.loads(result["row"])
             final = {"test_uar": row["uar"], "best_epoch": row["best_epoch"],
-                     **{f"recall_{c}": v for c, v in zip(row["classes"], row["recall"])}}
+                     **{metric_name(f"recall_{c}"): v for c, v in zip(row["classes"], row["recall"])}}
             metrics = [Metric(k, float(v), now, int(row["epochs"])) for k, v in final.items()]
             self.client.log_dict(self._runs[trial], {"confusion": _confusion(row["confusion"]),
                                                      "rows": "true class", "columns": "predicted class"},
@@ -248,3 +249,9 @@ def log_report(uri: str, experiment_name: str, files: list[str], tags: dict, met
         client.log_artifact(run.info.run_id, f)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def metric_name(name: str) -> str:
+    """A class name as MLflow accepts it in a metric name (letters, digits, _ - . space /): a
+    manifest's labels may hold anything ("hap+exc")."""
+    return re.sub(r"[^\w\-. /]", "_", name)
