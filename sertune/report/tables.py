@@ -281,7 +281,7 @@ def class_latex(recall: pd.DataFrame, classes: tuple[str, ...]) -> str:
         "\\label{tab:recall-per-class}",
         "\\begin{tabular}{l" + "r" * (1 + len(classes)) + "}",
         "\\toprule",
-        " & ".join(["Model", "$n$", *classes]) + " \\\\",
+        " & ".join(["Model", "$n$", *map(_tex_escape, classes)]) + " \\\\",
         "\\midrule",
         *body,
         "\\bottomrule",
