@@ -248,7 +248,7 @@ def test_options_that_would_be_ignored_are_refused(tmp_path):
     assert r.exit_code == 3 and "a manifest is .csv or .jsonl" in r.output
 
 
-def test_segments_of_a_longer_recording(real_16k, tmp_path):
+def test_segments_of_a_longer_recording(real_16k, tmp_path, monkeypatch):
     """start/end cut utterances out of one file; the store says where each came from (a W3C media
     fragment) and holds the frames of that stretch; a segment past the end is refused by name."""
     wav = sorted(real_16k.glob("Actor_01/*.flac"))[0]
@@ -257,8 +257,14 @@ def test_segments_of_a_longer_recording(real_16k, tmp_path):
         {"wav": str(wav), "emo": "neutral", "speaker": "a", "start": 0, "end": 1.0},
         {"wav": str(wav), "emo": "neutral", "speaker": "a", "start": 1.0, "end": 2.5},
         {"wav": str(wav), "emo": "calm", "speaker": "b"}]))
+    from sertune.audio import features
+
+    decoded = []
+    real_load = features._load_audio
+    monkeypatch.setattr(features, "_load_audio", lambda path, sr: decoded.append(path) or real_load(path, sr))
     plan = plan_build(str(m), str(tmp_path / "store"), FeatureConfig(), force=False)
     build_store(plan, serial_runner)
+    assert decoded == [str(wav), str(wav)]  # the two segments share one decoding; the whole file has its own
     fs = load_store(str(tmp_path / "store"))
     assert fs.meta["source"].tolist() == [f"{wav}#t=0,1", f"{wav}#t=1,2.5", str(wav)]  # outside the manifest's folder
     assert fs.lengths.tolist()[:2] == [101, 151]  # 10 ms hop, frames centred: 1 + samples // hop

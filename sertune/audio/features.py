@@ -100,6 +100,19 @@ class MfccExtractor:
         frames = librosa.util.frame(padded, frame_length=c.n_fft, hop_length=c.hop_length, axis=0)
         return np.abs(scipy.fft.rfft(frames * self.window, axis=1).T) ** 2
 
+    def _decoded(self, path: str, whole: bool) -> tuple[np.ndarray, int, str | None]:
+        """The file decoded and resampled; the last file cut into segments is kept, so a long
+        recording that a manifest cuts into many segments is decoded once, not once per segment."""
+        if whole:
+            return _load_audio(path, self.config.sample_rate)
+        if getattr(self, "_last", None) is None or self._last[0] != path:
+            self._last = (path, _load_audio(path, self.config.sample_rate))
+        return self._last[1]
+
+    def forget(self) -> None:
+        """Drop the kept recording (an hour of audio is 230 MB of float32)."""
+        self._last = None
+
     def __call__(self, path: str) -> tuple[np.ndarray, int]:
         """(frames, n_mfcc) float32 MFCC and the file's original sample rate."""
         mfcc, sr, _ = self.extract(path)
@@ -109,7 +122,7 @@ class MfccExtractor:
         """MFCC, the file's sample rate, and a warning about its content (or None); ``start`` and
         ``end`` (seconds) take a segment of a longer recording."""
         c = self.config
-        y, sr, warning = _load_audio(path, c.sample_rate)
+        y, sr, warning = self._decoded(path, whole=start is None and end is None)
         y = segment(y, c.sample_rate, start, end, path)
         if len(y) < c.win_length:
             raise CorpusError(f"{path}: too short ({len(y)} samples, shorter than one {c.win_ms} ms window)")

@@ -86,15 +86,11 @@ def _extractor(config: FeatureConfig) -> MfccExtractor:
     return MfccExtractor(config)
 
 
-def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: str, root: str) -> dict:
-    """One actor's utterances -> one Parquet shard written straight into the staging store.
-
-    Runs as a Ray task wherever the cluster puts it. A bad file becomes an ``errors`` entry,
-    not an exception, so the driver decides between aborting and skipping; with any error and
-    ``skip_bad`` unset it is the driver that will throw the staging store away.
-    """
+def _extract_rows(rows: list[dict], config: FeatureConfig) -> tuple[list, list, list]:
+    """Each row's MFCC, or its error; rows of one file together (by path), so the segments a
+    manifest cuts from one long recording share one decoding."""
     good, errors, warnings = [], [], []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r["path"]):
         try:
             mfcc, sr, warning = _extractor(config).extract(row["path"], _seconds(row.get("start")), _seconds(row.get("end")))
             good.append({**row, "mfcc": mfcc, "source_sample_rate": sr})
@@ -103,6 +99,20 @@ def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: 
             continue
         if warning:
             warnings.append({"utt_id": row["utt_id"], "path": row["path"], "warning": warning})
+    return good, errors, warnings
+
+
+def extract_shard(actor: int, rows: list[dict], config: FeatureConfig, staging: str, root: str) -> dict:
+    """One actor's utterances -> one Parquet shard written straight into the staging store.
+
+    Runs as a Ray task wherever the cluster puts it. A bad file becomes an ``errors`` entry,
+    not an exception, so the driver decides between aborting and skipping; with any error and
+    ``skip_bad`` unset it is the driver that will throw the staging store away.
+    """
+    try:
+        good, errors, warnings = _extract_rows(rows, config)
+    finally:
+        _extractor(config).forget()
     shard = None
     if good:
         table = _shard_table(sorted(good, key=lambda r: r["utt_id"]), root, config.n_mfcc)
