@@ -49,7 +49,7 @@ def report(experiment_dir, results_file, out_dir, kde, mlflow, margin, predictio
     check_writable(out, "--out" if out_dir else "--experiment-dir")
 
     # A folder is one of `sertune train` runs (each result.json a row), as compare reads it.
-    rows = results.read_train_results(source) if fsutil.is_dir(source) else results.with_classes(results.read_table(source))
+    rows = results.read_train_results(source) if fsutil.is_dir(source) else results.read_table(source)
     df = checked(rows, source)  # validated once, here
     mlflow, note = tracking_uri(exp, mlflow)  # where the experiment's runs are, if it remembers a place
     if note:
